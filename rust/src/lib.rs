@@ -1,0 +1,14 @@
+//! referralgraph-core: the pure-Rust engine behind the `referralgraph`
+//! Python package. It knows nothing of Python or Arrow: inputs are slices,
+//! outputs are vectors, errors are data (`error::Error`).
+
+pub mod error;
+pub mod forest;
+pub mod ids;
+pub mod persist;
+pub mod rng;
+pub mod synthetic;
+
+pub use error::{Error, Issue, IssueKind, OnInvalid, Result};
+pub use forest::{Built, Channels, Forest, ReferralInput, StrColumn, NO_CHANNEL, NULL_TS};
+pub use ids::{IdKind, IdRef, IdSlice, IdValues, UserIx, NO_USER};
