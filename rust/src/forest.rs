@@ -2,16 +2,19 @@
 //! topological numbering (every parent has a smaller index than its
 //! children), built from a referrals table in O(n) with no recursion.
 //!
-//! Users are numbered in breadth-first order from the roots (explicit roots
-//! in input row order, then implicit roots, then users freed by breaking a
-//! cycle), so bottom-up passes are one reverse sweep over `0..n` and siblings
-//! sit next to each other. `extend` appends new users after the old ones in
+//! When every referrer sits on an earlier row (a table sorted by join time),
+//! users keep row order after the implicit roots: no reordering at all.
+//! Otherwise they are numbered in breadth-first order from the roots
+//! (explicit roots in row order, then implicit roots, then users freed by
+//! breaking a cycle). Either way bottom-up passes are one reverse sweep over
+//! `0..n`. Id lookups run in prefetching batches (see `ids`). `extend` appends new users after the old ones in
 //! their own BFS order, which keeps the numbering topological.
 //! Memory: ids + 16 bytes per user (parent, depth, child offset, child) + the
 //! id index (about 6.4 bytes per user hashed, 4 to 8 dense).
 
 use rayon::prelude::*;
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use crate::error::{Error, Issue, IssueKind, OnInvalid, Result};
 use crate::ids::{HashIndex, IdIndex, IdKind, IdRef, IdSlice, IdValues, UserIx, NO_USER};
@@ -80,8 +83,8 @@ pub struct Forest {
     pub(crate) index: IdIndex,
     pub(crate) parent: Vec<UserIx>,
     pub(crate) depth: Vec<u32>,
-    pub(crate) child_offsets: Vec<u32>,
-    pub(crate) children: Vec<UserIx>,
+    /// Children in CSR (offsets, children), built on first use.
+    pub(crate) children_csr: OnceLock<(Vec<u32>, Vec<UserIx>)>,
     pub(crate) joined_at: Option<Vec<i64>>,
     pub(crate) channels: Option<Channels>,
     pub(crate) joined_tz: Option<String>,
@@ -128,15 +131,15 @@ impl Forest {
     pub fn depth(&self) -> &[u32] {
         &self.depth
     }
-    pub fn children(&self, u: UserIx) -> &[UserIx] {
-        let (a, b) = (
-            self.child_offsets[u as usize],
-            self.child_offsets[u as usize + 1],
-        );
-        &self.children[a as usize..b as usize]
+    /// Children in CSR: `children[offsets[u]..offsets[u + 1]]` are u's, in
+    /// index order. Built once, on first use (O(n)).
+    pub fn children_csr(&self) -> (&[u32], &[UserIx]) {
+        let (o, c) = self.children_csr.get_or_init(|| children_csr(&self.parent));
+        (o, c)
     }
-    pub fn child_offsets(&self) -> &[u32] {
-        &self.child_offsets
+    pub fn children(&self, u: UserIx) -> &[UserIx] {
+        let (offsets, children) = self.children_csr();
+        &children[offsets[u as usize] as usize..offsets[u as usize + 1] as usize]
     }
     pub fn joined_at(&self) -> Option<&[i64]> {
         self.joined_at.as_deref()
@@ -161,10 +164,8 @@ impl Forest {
             IdValues::Str { offsets, data } => offsets.len() * 8 + data.len(),
         };
         ids + self.index.heap_bytes()
-            + 4 * (self.parent.len()
-                + self.depth.len()
-                + self.child_offsets.len()
-                + self.children.len())
+            + 4 * (self.parent.len() + self.depth.len())
+            + self.children_csr.get().map_or(0, |(o, c)| 4 * (o.len() + c.len()))
             + self.joined_at.as_ref().map_or(0, |v| v.len() * 8)
             + self.channels.as_ref().map_or(0, |c| c.codes.len() * 4)
     }
@@ -262,7 +263,6 @@ fn assemble(
     joined_at: Option<Vec<i64>>,
     channels: Option<Channels>,
 ) -> Forest {
-    let (child_offsets, children) = children_csr(&parent);
     let num_roots = parent.iter().filter(|&&p| p == NO_USER).count();
     let max_depth = depth.iter().copied().max().unwrap_or(0);
     Forest {
@@ -270,8 +270,7 @@ fn assemble(
         index,
         parent,
         depth,
-        child_offsets,
-        children,
+        children_csr: OnceLock::new(),
         joined_at,
         channels,
         joined_tz: None,
@@ -319,6 +318,24 @@ impl Problems {
             }
         }
     }
+}
+
+const LOOKUP_CHUNK: usize = 1 << 14;
+
+/// Looks ids up in a built forest, in parallel batches (`NO_USER`: absent).
+fn lookup_par<'q>(f: &Forest, n: usize, keys: impl Fn(usize) -> Option<IdRef<'q>> + Sync) -> Vec<u32> {
+    let mut out = vec![NO_USER; n];
+    out.par_chunks_mut(LOOKUP_CHUNK).enumerate().for_each(|(c, o)| {
+        let r0 = c * LOOKUP_CHUNK;
+        f.index.get_many(
+            o.len(),
+            |i| keys(r0 + i),
+            |v| f.ids.get(v),
+            |v| f.ids.as_slice().prefetch(v as usize),
+            o,
+        );
+    });
+    out
 }
 
 fn int_range(cols: &[(IdSlice<'_>, Option<&[bool]>)]) -> Option<(i64, i64)> {
@@ -399,60 +416,89 @@ fn build(input: &ReferralInput<'_>, mode: OnInvalid, base: Option<&Forest>) -> R
     } else {
         None
     };
+    let in_base: Vec<u32> = match base {
+        Some(b) => lookup_par(b, n, |r| kept[r].then(|| user.get(r))),
+        None => Vec::new(),
+    };
     let mut index = IdIndex::for_ids(user.kind(), n, range);
-    for r in 0..n {
-        if !kept[r] {
-            continue;
-        }
-        let id = user.get(r);
-        let existing = base.and_then(|b| b.lookup(id));
-        let first = if existing.is_some() {
-            None
-        } else {
-            index.insert(id, r as u32, |v| user.get(v as usize))
+    let mut dups: Vec<(u32, Option<u32>)> = in_base
+        .iter()
+        .enumerate()
+        .filter(|(_, &ix)| ix != NO_USER)
+        .map(|(r, _)| (r as u32, None))
+        .collect();
+    dups.extend(
+        index
+            .insert_many(
+                n,
+                |r| (kept[r] && in_base.get(r).is_none_or(|&ix| ix == NO_USER)).then(|| user.get(r)),
+                |v| user.get(v as usize),
+                |v| user.prefetch(v as usize),
+            )
+            .into_iter()
+            .map(|(r, first)| (r, Some(first))),
+    );
+    dups.sort_unstable();
+    for (r, first) in dups {
+        let r = r as usize;
+        let id_s = user.get(r).to_string();
+        let what = match first {
+            Some(f) => format!("first seen on row {f}"),
+            None => "already in the graph".to_string(),
         };
-        if existing.is_some() || first.is_some() {
-            let id_s = id.to_string();
-            let what = match first {
-                Some(f) => format!("first seen on row {f}"),
-                None => "already in the graph".to_string(),
-            };
-            problems.report(
-                Issue {
-                    row: r as u64,
-                    id: Some(id_s.clone()),
-                    column: input.user_col.to_string(),
-                    kind: IssueKind::DuplicateUser,
-                    message: format!("duplicate user id ({what}): row left out"),
-                },
-                || Error::DuplicateUser {
-                    column: input.user_col.to_string(),
-                    row: r as u64,
-                    id: id_s.clone(),
-                    first_row: first.map(|f| f as u64),
-                },
-            )?;
-            kept[r] = false;
-        }
+        problems.report(
+            Issue {
+                row: r as u64,
+                id: Some(id_s.clone()),
+                column: input.user_col.to_string(),
+                kind: IssueKind::DuplicateUser,
+                message: format!("duplicate user id ({what}): row left out"),
+            },
+            || Error::DuplicateUser {
+                column: input.user_col.to_string(),
+                row: r as u64,
+                id: id_s.clone(),
+                first_row: first.map(|f| f as u64),
+            },
+        )?;
+        kept[r] = false;
     }
 
-    // 3. Resolve referrers: a read-only parallel pass over the indexes.
+    // 3. Resolve referrers: read-only batched lookups, in parallel.
+    let wanted = |r: usize| (kept[r] && referrer_ok(r)).then(|| referrer.get(r));
+    let ref_in_base: Vec<u32> = match base {
+        Some(b) => lookup_par(b, n, wanted),
+        None => Vec::new(),
+    };
+    let mut ref_row = vec![NO_USER; n];
+    ref_row
+        .par_chunks_mut(LOOKUP_CHUNK)
+        .enumerate()
+        .for_each(|(c, out)| {
+            let r0 = c * LOOKUP_CHUNK;
+            index.get_many(
+                out.len(),
+                |i| wanted(r0 + i),
+                |v| user.get(v as usize),
+                |v| user.prefetch(v as usize),
+                out,
+            );
+        });
     let mut links: Vec<Link> = (0..n)
         .into_par_iter()
         .map(|r| {
             if !kept[r] || !referrer_ok(r) {
-                return Link::None;
-            }
-            let id = referrer.get(r);
-            if let Some(ix) = base.and_then(|b| b.lookup(id)) {
-                return Link::Base(ix);
-            }
-            match index.get(id, |v| user.get(v as usize)) {
-                Some(row) => Link::Row(row),
-                None => Link::Missing,
+                Link::None
+            } else if ref_in_base.get(r).is_some_and(|&ix| ix != NO_USER) {
+                Link::Base(ref_in_base[r])
+            } else if ref_row[r] != NO_USER {
+                Link::Row(ref_row[r])
+            } else {
+                Link::Missing
             }
         })
         .collect();
+    drop(ref_row);
 
     // 4. Referrers without a row become implicit roots, numbered n, n+1, ...
     //    in order of first appearance.
@@ -514,26 +560,34 @@ fn build(input: &ReferralInput<'_>, mode: OnInvalid, base: Option<&Forest>) -> R
         }
     }
 
-    // 6. Children of each row (row space), then BFS from the roots.
+    // 6. Fast path: rows already topological (every referrer on an earlier row
+    // or implicit), as in any export sorted by join time. Users keep row
+    // order after the implicit roots; no BFS, the gathers below stream.
+    let topological = (0..n).into_par_iter().all(|r| match links[r] {
+        Link::Row(p) => p as usize >= n || (p as usize) < r,
+        _ => true,
+    });
+    // Otherwise: children of each row (row space), then BFS from the roots.
     let row_parent = |r: usize| -> u32 {
         match links.get(r) {
             Some(Link::Row(p)) => *p,
             _ => NO_USER,
         }
     };
-    let mut offsets = vec![0u32; total + 1];
-    for r in 0..n {
+    let csr_len = if topological { 0 } else { total };
+    let mut offsets = vec![0u32; csr_len + 1];
+    for r in (0..n).filter(|_| !topological) {
         if let Link::Row(p) = links[r] {
             offsets[p as usize + 1] += 1;
         }
     }
-    for i in 0..total {
+    for i in 0..csr_len {
         offsets[i + 1] += offsets[i];
     }
-    let mut kids = vec![0u32; offsets[total] as usize];
+    let mut kids = vec![0u32; offsets[csr_len] as usize];
     {
         let mut next = offsets.clone();
-        for r in 0..n {
+        for r in (0..n).filter(|_| !topological) {
             if let Link::Row(p) = links[r] {
                 kids[next[p as usize] as usize] = r as u32;
                 next[p as usize] += 1;
@@ -543,7 +597,18 @@ fn build(input: &ReferralInput<'_>, mode: OnInvalid, base: Option<&Forest>) -> R
     let base_depth = |ix: UserIx| base.map_or(0, |b| b.depth[ix as usize] + 1);
     let mut order: Vec<u32> = Vec::with_capacity(total);
     let mut row_depth = vec![0u32; total];
-    for r in 0..n {
+    if topological {
+        order.extend((n..total).map(|r| r as u32));
+        order.extend((0..n).filter(|&r| kept[r]).map(|r| r as u32));
+        for &r in &order {
+            row_depth[r as usize] = match links.get(r as usize) {
+                Some(Link::Row(p)) => row_depth[*p as usize] + 1,
+                Some(Link::Base(ix)) => base_depth(*ix),
+                _ => 0,
+            };
+        }
+    }
+    for r in (0..n).filter(|_| !topological) {
         match links[r] {
             _ if !kept[r] => {}
             Link::None => order.push(r as u32),
@@ -554,7 +619,9 @@ fn build(input: &ReferralInput<'_>, mode: OnInvalid, base: Option<&Forest>) -> R
             _ => {}
         }
     }
-    order.extend((n..total).map(|r| r as u32));
+    if !topological {
+        order.extend((n..total).map(|r| r as u32));
+    }
     // A child whose referral was dropped (breaking a cycle) is skipped.
     let bfs = |order: &mut Vec<u32>, row_depth: &mut Vec<u32>, links: &[Link], start: usize| {
         let mut head = start;
@@ -570,7 +637,9 @@ fn build(input: &ReferralInput<'_>, mode: OnInvalid, base: Option<&Forest>) -> R
             head += 1;
         }
     };
-    bfs(&mut order, &mut row_depth, &links, 0);
+    if !topological {
+        bfs(&mut order, &mut row_depth, &links, 0);
+    }
 
     // 7. Rows never reached sit on or below a referral cycle.
     let reachable = kept.iter().filter(|&&k| k).count() + implicit.len();
