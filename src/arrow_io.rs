@@ -11,8 +11,8 @@ use arrow_array::builder::StringBuilder;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampNanosecondType, UInt64Type};
 use arrow_array::{
-    new_empty_array, Array, ArrayRef, Int64Array, LargeStringArray, PrimitiveArray,
-    RecordBatch, StringArray, UInt32Array,
+    new_empty_array, Array, ArrayRef, Int64Array, LargeStringArray, PrimitiveArray, RecordBatch,
+    StringArray, UInt32Array,
 };
 use arrow_buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -64,7 +64,12 @@ impl InputTable {
 
     pub fn require(&self, name: &str) -> PyResult<ArrayRef> {
         self.column(name)?.ok_or_else(|| {
-            let have: Vec<&str> = self.schema.fields().iter().map(|f| f.name().as_str()).collect();
+            let have: Vec<&str> = self
+                .schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect();
             schema_err(format!(
                 "{} table has no column {name:?} (columns: {})",
                 self.what,
@@ -105,13 +110,17 @@ impl IdColumn {
             DataType::UInt64 => {
                 let u = cast(&DataType::UInt64)?;
                 let u = u.as_primitive::<UInt64Type>();
-                if let Some(row) = (0..u.len()).find(|&i| u.is_valid(i) && u.value(i) > i64::MAX as u64) {
+                if let Some(row) =
+                    (0..u.len()).find(|&i| u.is_valid(i) && u.value(i) > i64::MAX as u64)
+                {
                     return Err(invalid_err(format!(
                         "column {column}, row {row} (id {}): id does not fit in int64",
                         u.value(row)
                     )));
                 }
-                Ok(IdColumn::Int(cast(&DataType::Int64)?.as_primitive::<Int64Type>().clone()))
+                Ok(IdColumn::Int(
+                    cast(&DataType::Int64)?.as_primitive::<Int64Type>().clone(),
+                ))
             }
             DataType::Int8
             | DataType::Int16

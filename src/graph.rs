@@ -8,7 +8,9 @@ use arrow_array::{ArrayRef, StringArray, UInt64Array};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use pyo3_arrow::{PyArray, PyRecordBatchReader};
-use referralgraph_core::{self as core, Forest, Issue, OnInvalid, ReferralInput, NO_CHANNEL, NO_USER};
+use referralgraph_core::{
+    self as core, Forest, Issue, OnInvalid, ReferralInput, NO_CHANNEL, NO_USER,
+};
 
 use crate::arrow_io::{
     gather_ids, ids_array, to_pyarrow, ts_array, u32_array, IdColumn, InputTable, StrValues,
@@ -123,13 +125,27 @@ impl ReferralColumns {
 
 fn issues_table(py: Python<'_>, issues: &[Issue]) -> PyResult<Py<PyAny>> {
     let rows: ArrayRef = Arc::new(UInt64Array::from_iter_values(issues.iter().map(|i| i.row)));
-    let ids: ArrayRef = Arc::new(StringArray::from_iter(issues.iter().map(|i| i.id.as_deref())));
-    let cols: ArrayRef = Arc::new(StringArray::from_iter_values(issues.iter().map(|i| i.column.as_str())));
-    let kinds: ArrayRef = Arc::new(StringArray::from_iter_values(issues.iter().map(|i| i.kind.as_str())));
-    let msgs: ArrayRef = Arc::new(StringArray::from_iter_values(issues.iter().map(|i| i.message.as_str())));
+    let ids: ArrayRef = Arc::new(StringArray::from_iter(
+        issues.iter().map(|i| i.id.as_deref()),
+    ));
+    let cols: ArrayRef = Arc::new(StringArray::from_iter_values(
+        issues.iter().map(|i| i.column.as_str()),
+    ));
+    let kinds: ArrayRef = Arc::new(StringArray::from_iter_values(
+        issues.iter().map(|i| i.kind.as_str()),
+    ));
+    let msgs: ArrayRef = Arc::new(StringArray::from_iter_values(
+        issues.iter().map(|i| i.message.as_str()),
+    ));
     to_pyarrow(
         py,
-        vec![("row", rows), ("id", ids), ("column", cols), ("kind", kinds), ("message", msgs)],
+        vec![
+            ("row", rows),
+            ("id", ids),
+            ("column", cols),
+            ("kind", kinds),
+            ("message", msgs),
+        ],
     )
 }
 
@@ -262,12 +278,16 @@ impl PyReferralGraph {
             ("depth", u32_array(f.depth().to_vec(), None)),
         ];
         if let Some(j) = f.joined_at() {
-            cols.push(("joined_at", ts_array(j.to_vec(), f.joined_tz().map(Arc::from))));
+            cols.push((
+                "joined_at",
+                ts_array(j.to_vec(), f.joined_tz().map(Arc::from)),
+            ));
         }
         if let Some(c) = f.channels() {
-            let names: ArrayRef = Arc::new(StringArray::from_iter(c.codes.iter().map(|&k| {
-                (k != NO_CHANNEL).then(|| c.names[k as usize].as_str())
-            })));
+            let names: ArrayRef =
+                Arc::new(StringArray::from_iter(c.codes.iter().map(|&k| {
+                    (k != NO_CHANNEL).then(|| c.names[k as usize].as_str())
+                })));
             cols.push(("channel", names));
         }
         to_pyarrow(py, cols)
@@ -338,6 +358,8 @@ impl PyReferralGraph {
 /// Raises inside the core, to test that panics become `ReferralGraphError`.
 #[pyfunction]
 pub fn _panic_for_test(py: Python<'_>) -> PyResult<()> {
-    enter_core(py, || -> core::Result<()> { panic!("deliberate panic for a test") })
-        .map_err(|e| internal_err(e.to_string()))
+    enter_core(py, || -> core::Result<()> {
+        panic!("deliberate panic for a test")
+    })
+    .map_err(|e| internal_err(e.to_string()))
 }

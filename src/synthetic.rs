@@ -57,7 +57,10 @@ pub fn synthetic_program(
     let events = to_pyarrow(
         py,
         vec![
-            ("event_id", Arc::new(Int64Array::from(e.event_id)) as ArrayRef),
+            (
+                "event_id",
+                Arc::new(Int64Array::from(e.event_id)) as ArrayRef,
+            ),
             ("user_id", Arc::new(Int64Array::from(e.user_id))),
             ("amount", Arc::new(Int64Array::from(e.amount))),
             ("ts", ts_array(e.ts, utc)),

@@ -11,10 +11,9 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pytest
+import referralgraph as rg
 from hypothesis import given
 from hypothesis import strategies as st
-
-import referralgraph as rg
 from referralgraph import _core
 
 
@@ -47,9 +46,7 @@ def test_referrer_without_a_row_is_an_implicit_root():
 
 def test_users_are_numbered_topologically_whatever_the_row_order():
     # Rows not sorted by join: 3's referrer (2) comes after it.
-    g = rg.ReferralGraph.from_arrow(
-        pa.table({"user_id": [3, 1, 2], "referrer_id": [2, None, 1]})
-    )
+    g = rg.ReferralGraph.from_arrow(pa.table({"user_id": [3, 1, 2], "referrer_id": [2, None, 1]}))
     ids = g.user_ids().to_pylist()
     pos = {u: i for i, u in enumerate(ids)}
     for u, p in parents(g).items():
@@ -215,7 +212,9 @@ def test_null_user_id():
 
 def test_duplicate_user():
     t = pa.table({"user_id": [1, 2, 1], "referrer_id": [None, 1, 2]})
-    with pytest.raises(rg.DuplicateUserError, match=r"row 2: duplicate user id 1 \(first seen on row 0\)"):
+    with pytest.raises(
+        rg.DuplicateUserError, match=r"row 2: duplicate user id 1 \(first seen on row 0\)"
+    ):
         rg.ReferralGraph.from_arrow(t)
     g = rg.ReferralGraph.from_arrow(t, on_invalid="drop")
     assert parents(g) == {1: None, 2: 1}
@@ -225,7 +224,9 @@ def test_duplicate_user():
 
 def test_self_referral():
     t = pa.table({"user_id": ["a", "b"], "referrer_id": [None, "b"]})
-    with pytest.raises(rg.InvalidInputError, match=r'referrer_id, row 1 \(id "b"\): user refers themself'):
+    with pytest.raises(
+        rg.InvalidInputError, match=r'referrer_id, row 1 \(id "b"\): user refers themself'
+    ):
         rg.ReferralGraph.from_arrow(t)
     g = rg.ReferralGraph.from_arrow(t, on_invalid="drop")
     assert g.num_roots == 2
@@ -277,10 +278,14 @@ def test_deep_chain_builds():
 
 
 def test_uint64_overflow_and_out_of_range_timestamp():
-    t = pa.table({"user_id": pa.array([2**63], pa.uint64()), "referrer_id": pa.array([None], pa.uint64())})
-    with pytest.raises(rg.InvalidInputError, match="row 0 .* does not fit in int64"):
+    t = pa.table(
+        {"user_id": pa.array([2**63], pa.uint64()), "referrer_id": pa.array([None], pa.uint64())}
+    )
+    with pytest.raises(rg.InvalidInputError, match=r"row 0 .* does not fit in int64"):
         rg.ReferralGraph.from_arrow(t)
-    t = pa.table({"user_id": [1], "referrer_id": [None], "joined_at": pa.array([10**12], pa.timestamp("s"))})
+    t = pa.table(
+        {"user_id": [1], "referrer_id": [None], "joined_at": pa.array([10**12], pa.timestamp("s"))}
+    )
     with pytest.raises(rg.InvalidInputError, match="joined_at, row 0"):
         rg.ReferralGraph.from_arrow(t)
 
@@ -311,7 +316,10 @@ rows = st.lists(
 @given(rows)
 def test_drop_mode_accounts_for_every_row(rs):
     t = pa.table(
-        {"user_id": pa.array([u for u, _ in rs], pa.int64()), "referrer_id": pa.array([r for _, r in rs], pa.int64())}
+        {
+            "user_id": pa.array([u for u, _ in rs], pa.int64()),
+            "referrer_id": pa.array([r for _, r in rs], pa.int64()),
+        }
     )
     g = rg.ReferralGraph.from_arrow(t, on_invalid="drop")
     issues = g.issues.to_pylist()

@@ -24,5 +24,3 @@ def as_stream(data: Any, what: str) -> Any:
         f"{what} must be an Arrow-compatible table (pyarrow Table or RecordBatchReader, "
         f"polars or pandas DataFrame, DuckDB result), not {type(data).__name__}"
     )
-
-

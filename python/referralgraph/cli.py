@@ -16,12 +16,17 @@ def _demo(args: argparse.Namespace) -> int:
     t1 = time.perf_counter()
     g = ReferralGraph.from_arrow(referrals)
     t2 = time.perf_counter()
-    print(f"synthetic program: {referrals.num_rows:,} users, {events.num_rows:,} events "
-          f"generated in {t1 - t0:.2f} s")
-    print(f"graph:             {g.num_users:,} users, {g.num_roots:,} roots, "
-          f"max depth {g.max_depth}")
-    print(f"build time:        {t2 - t1:.3f} s "
-          f"({g.nbytes / max(g.num_users, 1):.1f} bytes per user held)")
+    print(
+        f"synthetic program: {referrals.num_rows:,} users, {events.num_rows:,} events "
+        f"generated in {t1 - t0:.2f} s"
+    )
+    print(
+        f"graph:             {g.num_users:,} users, {g.num_roots:,} roots, max depth {g.max_depth}"
+    )
+    print(
+        f"build time:        {t2 - t1:.3f} s "
+        f"({g.nbytes / max(g.num_users, 1):.1f} bytes per user held)"
+    )
     depth = g.users().column("depth").to_numpy()
     import numpy as np
 

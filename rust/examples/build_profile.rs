@@ -4,7 +4,10 @@ use referralgraph_core::{Forest, IdSlice, OnInvalid, ReferralInput};
 use std::time::Instant;
 
 fn main() {
-    let n: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(10_000_000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000_000);
     let t = Instant::now();
     let (r, _e) = program(&Params::new(n, 0));
     eprintln!("generate: {:?}", t.elapsed());

@@ -165,7 +165,10 @@ impl Forest {
         };
         ids + self.index.heap_bytes()
             + 4 * (self.parent.len() + self.depth.len())
-            + self.children_csr.get().map_or(0, |(o, c)| 4 * (o.len() + c.len()))
+            + self
+                .children_csr
+                .get()
+                .map_or(0, |(o, c)| 4 * (o.len() + c.len()))
             + self.joined_at.as_ref().map_or(0, |v| v.len() * 8)
             + self.channels.as_ref().map_or(0, |c| c.codes.len() * 4)
     }
@@ -323,18 +326,24 @@ impl Problems {
 const LOOKUP_CHUNK: usize = 1 << 14;
 
 /// Looks ids up in a built forest, in parallel batches (`NO_USER`: absent).
-fn lookup_par<'q>(f: &Forest, n: usize, keys: impl Fn(usize) -> Option<IdRef<'q>> + Sync) -> Vec<u32> {
+fn lookup_par<'q>(
+    f: &Forest,
+    n: usize,
+    keys: impl Fn(usize) -> Option<IdRef<'q>> + Sync,
+) -> Vec<u32> {
     let mut out = vec![NO_USER; n];
-    out.par_chunks_mut(LOOKUP_CHUNK).enumerate().for_each(|(c, o)| {
-        let r0 = c * LOOKUP_CHUNK;
-        f.index.get_many(
-            o.len(),
-            |i| keys(r0 + i),
-            |v| f.ids.get(v),
-            |v| f.ids.as_slice().prefetch(v as usize),
-            o,
-        );
-    });
+    out.par_chunks_mut(LOOKUP_CHUNK)
+        .enumerate()
+        .for_each(|(c, o)| {
+            let r0 = c * LOOKUP_CHUNK;
+            f.index.get_many(
+                o.len(),
+                |i| keys(r0 + i),
+                |v| f.ids.get(v),
+                |v| f.ids.as_slice().prefetch(v as usize),
+                o,
+            );
+        });
     out
 }
 
@@ -359,7 +368,9 @@ fn int_range(cols: &[(IdSlice<'_>, Option<&[bool]>)]) -> Option<(i64, i64)> {
 fn build(input: &ReferralInput<'_>, mode: OnInvalid, base: Option<&Forest>) -> Result<Built> {
     let n = input.len();
     if input.referrer.len() != n {
-        return Err(Error::Schema("referrer column length differs from user column".into()));
+        return Err(Error::Schema(
+            "referrer column length differs from user column".into(),
+        ));
     }
     if input.referrer.kind() != input.user.kind() {
         return Err(Error::Schema(format!(
@@ -431,7 +442,9 @@ fn build(input: &ReferralInput<'_>, mode: OnInvalid, base: Option<&Forest>) -> R
         index
             .insert_many(
                 n,
-                |r| (kept[r] && in_base.get(r).is_none_or(|&ix| ix == NO_USER)).then(|| user.get(r)),
+                |r| {
+                    (kept[r] && in_base.get(r).is_none_or(|&ix| ix == NO_USER)).then(|| user.get(r))
+                },
                 |v| user.get(v as usize),
                 |v| user.prefetch(v as usize),
             )
@@ -650,7 +663,10 @@ fn build(input: &ReferralInput<'_>, mode: OnInvalid, base: Option<&Forest>) -> R
         }
         let cycles = find_cycles(n, &kept, &placed, row_parent);
         if mode == OnInvalid::Raise {
-            let ids = cycles[0].iter().map(|&r| user.get(r as usize).to_string()).collect();
+            let ids = cycles[0]
+                .iter()
+                .map(|&r| user.get(r as usize).to_string())
+                .collect();
             return Err(Error::Cycle(ids));
         }
         for cycle in &cycles {
@@ -667,7 +683,10 @@ fn build(input: &ReferralInput<'_>, mode: OnInvalid, base: Option<&Forest>) -> R
                     (joined(a), user.get(a as usize)).cmp(&(joined(b), user.get(b as usize)))
                 })
                 .expect("a cycle has members");
-            let members: Vec<String> = cycle.iter().map(|&r| user.get(r as usize).to_string()).collect();
+            let members: Vec<String> = cycle
+                .iter()
+                .map(|&r| user.get(r as usize).to_string())
+                .collect();
             problems.issues.push(Issue {
                 row: m as u64,
                 id: Some(user.get(m as usize).to_string()),
@@ -769,8 +788,12 @@ fn build(input: &ReferralInput<'_>, mode: OnInvalid, base: Option<&Forest>) -> R
                         names: Vec::new(),
                     });
                     match new {
-                        Some(col) => encode_channels(&mut ch, col, order.iter().map(|&r| r as usize), n),
-                        None => ch.codes.extend(std::iter::repeat_n(NO_CHANNEL, order.len())),
+                        Some(col) => {
+                            encode_channels(&mut ch, col, order.iter().map(|&r| r as usize), n)
+                        }
+                        None => ch
+                            .codes
+                            .extend(std::iter::repeat_n(NO_CHANNEL, order.len())),
                     }
                     Some(ch)
                 }
@@ -847,10 +870,18 @@ fn find_cycles(
         loop {
             if walk_id[r] == start as u32 {
                 // Closed a new cycle at r.
-                let at = path.iter().position(|&x| x == r as u32).expect("r is on the path");
+                let at = path
+                    .iter()
+                    .position(|&x| x == r as u32)
+                    .expect("r is on the path");
                 let mut cyc: Vec<u32> = path[at..].to_vec();
                 cyc.reverse(); // parent walk reversed: each referred the next
-                let lo = cyc.iter().enumerate().min_by_key(|(_, &x)| x).map(|(i, _)| i).unwrap_or(0);
+                let lo = cyc
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, &x)| x)
+                    .map(|(i, _)| i)
+                    .unwrap_or(0);
                 cyc.rotate_left(lo);
                 cycles.push(cyc);
                 break;
@@ -923,7 +954,17 @@ mod tests {
         let refs = [0, 1, 2];
         let valid = [false, true, true];
         let e = Forest::build(&input(&users, &refs, &valid), OnInvalid::Raise).unwrap_err();
-        assert!(matches!(e, Error::DuplicateUser { row: 2, first_row: Some(0), .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                Error::DuplicateUser {
+                    row: 2,
+                    first_row: Some(0),
+                    ..
+                }
+            ),
+            "{e}"
+        );
         let b = Forest::build(&input(&users, &refs, &valid), OnInvalid::Drop).unwrap();
         assert_eq!(b.forest.num_users(), 2);
         assert_eq!(b.issues.len(), 1);
@@ -977,7 +1018,9 @@ mod tests {
         let users: Vec<i64> = (1..=n).collect();
         let refs: Vec<i64> = (0..n).collect();
         let valid = vec![true; n as usize];
-        let f = Forest::build(&input(&users, &refs, &valid), OnInvalid::Raise).unwrap().forest;
+        let f = Forest::build(&input(&users, &refs, &valid), OnInvalid::Raise)
+            .unwrap()
+            .forest;
         assert_eq!(f.max_depth(), n as u32);
         assert_eq!(f.num_roots(), 1);
     }
@@ -995,7 +1038,9 @@ mod tests {
         assert_eq!(g.max_depth(), 3);
         assert_eq!(g.lookup(IdRef::Int(4)), Some(3));
         assert_eq!(f.num_users(), 2, "the old graph is unchanged");
-        let e = f.extend(&input(&[2], &[1], &[true]), OnInvalid::Raise).unwrap_err();
+        let e = f
+            .extend(&input(&[2], &[1], &[true]), OnInvalid::Raise)
+            .unwrap_err();
         assert!(e.to_string().contains("already in the graph"), "{e}");
     }
 

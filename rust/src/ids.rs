@@ -330,7 +330,10 @@ impl HashIndex {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdIndex {
     /// Integer ids in `min .. min + table.len()`: `table[id - min]`.
-    Dense { min: i64, table: Vec<u32> },
+    Dense {
+        min: i64,
+        table: Vec<u32>,
+    },
     Hash(HashIndex),
 }
 
@@ -396,7 +399,7 @@ impl IdIndex {
                 *slot = v;
                 return None;
             }
-            self.to_hash(key_of);
+            self.make_hashed(key_of);
         }
         match self {
             IdIndex::Hash(h) => {
@@ -453,7 +456,9 @@ impl IdIndex {
                         }
                     }
                     for i in start..end {
-                        out[i] = keys(i).and_then(|k| self.get(k, &key_of)).unwrap_or(NO_USER);
+                        out[i] = keys(i)
+                            .and_then(|k| self.get(k, &key_of))
+                            .unwrap_or(NO_USER);
                     }
                 }
             }
@@ -519,7 +524,7 @@ impl IdIndex {
         }
     }
 
-    fn to_hash<'k>(&mut self, key_of: impl Fn(u32) -> IdRef<'k>) {
+    fn make_hashed<'k>(&mut self, key_of: impl Fn(u32) -> IdRef<'k>) {
         if let IdIndex::Dense { table, .. } = self {
             let n = table.iter().filter(|&&v| v != NO_USER).count();
             let mut h = HashIndex::with_capacity(n + n / 2 + 16);

@@ -147,10 +147,14 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
     fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
     fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
     fn len(&mut self, width: usize) -> Result<usize> {
         let n = self.u64()?;
@@ -189,7 +193,9 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Forest> {
     let (body, sum) = bytes.split_at(bytes.len() - 8);
     let want = u64::from_le_bytes(sum.try_into().expect("8 bytes"));
     if xxhash_rust::xxh3::xxh3_64(body) != want {
-        return Err(Error::Corrupt("checksum mismatch (truncated or damaged)".into()));
+        return Err(Error::Corrupt(
+            "checksum mismatch (truncated or damaged)".into(),
+        ));
     }
     let mut r = Reader {
         b: body,
@@ -237,9 +243,10 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Forest> {
             TAG_INDEX_HASH => {
                 let _len = r.u64()?; // recounted from the slots
                 let slots = r.u32s()?;
-                index = Some(IdIndex::Hash(HashIndex::from_parts(slots).ok_or_else(
-                    || Error::Corrupt("hash index is malformed".into()),
-                )?));
+                index = Some(IdIndex::Hash(
+                    HashIndex::from_parts(slots)
+                        .ok_or_else(|| Error::Corrupt("hash index is malformed".into()))?,
+                ));
             }
             TAG_JOINED_TZ => {
                 let s = std::str::from_utf8(r.bytes()?)
@@ -279,12 +286,22 @@ mod tests {
         let ch = b"ads";
         Forest::build(
             &ReferralInput {
-                user: IdSlice::Str { offsets: &offsets, data },
+                user: IdSlice::Str {
+                    offsets: &offsets,
+                    data,
+                },
                 user_valid: None,
-                referrer: IdSlice::Str { offsets: &refs, data: rdata },
+                referrer: IdSlice::Str {
+                    offsets: &refs,
+                    data: rdata,
+                },
                 referrer_valid: Some(&[false, true, true]),
                 joined_at: Some((&joined, None)),
-                channel: Some(StrColumn { offsets: &ch_off, data: ch, valid: Some(&[true, false, false]) }),
+                channel: Some(StrColumn {
+                    offsets: &ch_off,
+                    data: ch,
+                    valid: Some(&[true, false, false]),
+                }),
                 joined_tz: Some("Asia/Shanghai"),
                 user_col: "user_id",
                 referrer_col: "referrer_id",
@@ -307,7 +324,10 @@ mod tests {
     fn every_truncation_and_every_flipped_byte_is_an_error() {
         let bytes = to_bytes(&sample());
         for cut in 0..bytes.len() {
-            assert!(matches!(from_bytes(&bytes[..cut]), Err(Error::Corrupt(_))), "cut {cut}");
+            assert!(
+                matches!(from_bytes(&bytes[..cut]), Err(Error::Corrupt(_))),
+                "cut {cut}"
+            );
         }
         for i in 0..bytes.len() {
             let mut b = bytes.clone();

@@ -170,7 +170,8 @@ fn events(p: &Params, r: &Referrals) -> Events {
                     if rng.f64() < REFUND_SHARE {
                         let part = if rng.f64() < 0.7 { 1.0 } else { rng.f64() };
                         e.user_id.push(r.user_id[u]);
-                        e.amount.push(-((cents as f64 * part).round().max(1.0) as i64));
+                        e.amount
+                            .push(-((cents as f64 * part).round().max(1.0) as i64));
                         e.ts.push(ts + (rng.exp(7.0) * NS_PER_DAY as f64) as i64 + 1);
                     }
                     ts += (rng.exp(30.0) * NS_PER_DAY as f64) as i64 + 1;
@@ -229,7 +230,10 @@ mod tests {
         assert_eq!(f.num_users(), 50_000);
         assert!(f.max_depth() >= 3);
         // Heavy tail: the top inviter brings far more than the mean.
-        let top = (0..f.num_users() as u32).map(|u| f.children(u).len()).max().unwrap();
+        let top = (0..f.num_users() as u32)
+            .map(|u| f.children(u).len())
+            .max()
+            .unwrap();
         assert!(top > 200, "top inviter brought {top}");
         // Events: about 2.5 per user, some refunds, amounts in cents.
         let per_user = e1.amount.len() as f64 / 50_000.0;
