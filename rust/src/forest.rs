@@ -1056,4 +1056,29 @@ mod tests {
         );
         assert!(e.is_err());
     }
+
+    quickcheck::quickcheck! {
+        fn prop_drop_mode_always_yields_a_valid_forest(rows: Vec<(Option<u8>, Option<u8>)>) -> bool {
+            let users: Vec<i64> = rows.iter().map(|r| r.0.unwrap_or(0) as i64 % 24).collect();
+            let uvalid: Vec<bool> = rows.iter().map(|r| r.0.is_some()).collect();
+            let refs: Vec<i64> = rows.iter().map(|r| r.1.unwrap_or(0) as i64 % 24).collect();
+            let rvalid: Vec<bool> = rows.iter().map(|r| r.1.is_some()).collect();
+            let mut inp = input(&users, &refs, &rvalid);
+            inp.user_valid = Some(&uvalid);
+            let built = Forest::build(&inp, OnInvalid::Drop).expect("drop mode never fails");
+            let f = &built.forest;
+            let n = f.num_users() as u32;
+            let structure_ok = (0..n).all(|u| {
+                let p = f.parent()[u as usize];
+                let depth_ok = if p == NO_USER {
+                    f.depth()[u as usize] == 0
+                } else {
+                    p < u && f.depth()[u as usize] == f.depth()[p as usize] + 1
+                };
+                depth_ok && f.lookup(f.ids().get(u)) == Some(u) && f.children(u).iter().all(|&c| f.parent()[c as usize] == u)
+            });
+            let strict = Forest::build(&inp, OnInvalid::Raise);
+            structure_ok && (strict.is_err() == !built.issues.is_empty())
+        }
+    }
 }
