@@ -724,10 +724,15 @@ fn build(input: &ReferralInput<'_>, mode: OnInvalid, base: Option<&Forest>) -> R
     let new_ids = {
         let mut v = IdValues::new(user.kind());
         match &mut v {
-            IdValues::Int(out) => out.extend(order.iter().map(|&r| match key_of_row(r) {
-                IdRef::Int(x) => x,
-                IdRef::Str(_) => unreachable!("kinds checked"),
-            })),
+            IdValues::Int(out) => {
+                *out = order
+                    .par_iter()
+                    .map(|&r| match key_of_row(r) {
+                        IdRef::Int(x) => x,
+                        IdRef::Str(_) => unreachable!("kinds checked"),
+                    })
+                    .collect()
+            }
             _ => {
                 for &r in &order {
                     v.push(key_of_row(r));
@@ -1078,7 +1083,7 @@ mod tests {
                 depth_ok && f.lookup(f.ids().get(u)) == Some(u) && f.children(u).iter().all(|&c| f.parent()[c as usize] == u)
             });
             let strict = Forest::build(&inp, OnInvalid::Raise);
-            structure_ok && (strict.is_err() == !built.issues.is_empty())
+            structure_ok && (strict.is_err() != built.issues.is_empty())
         }
     }
 }

@@ -213,7 +213,18 @@ impl IdValues {
     }
 }
 
-/// Open-addressing table of `u32` values keyed through a closure.
+/// Slots per region: probing wraps inside a region of this size, so a
+/// region (256 KiB) can be filled by one thread while it sits in cache. The
+/// layout depends only on the table size, never on the thread count.
+const REGION: usize = 1 << 16;
+
+#[inline]
+fn region_len(table_len: usize) -> usize {
+    table_len.min(REGION)
+}
+
+/// Open-addressing table of `u32` values keyed through a closure
+/// (linear probing within fixed regions; load <= 0.75).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HashIndex {
     slots: Vec<u32>,
@@ -236,10 +247,14 @@ impl HashIndex {
     /// Rebuilds a table from saved slots; `None` unless it has a free slot
     /// (a full table would make a probe loop forever).
     pub fn from_parts(slots: Vec<u32>) -> Option<Self> {
-        let len = slots.iter().filter(|&&v| v != NO_USER).count();
-        if !slots.len().is_power_of_two() || slots.len() < 2 || len >= slots.len() {
+        if !slots.len().is_power_of_two() || slots.len() < 2 {
             return None;
         }
+        let r = region_len(slots.len());
+        if slots.chunks(r).any(|c| !c.contains(&NO_USER)) {
+            return None;
+        }
+        let len = slots.iter().filter(|&&v| v != NO_USER).count();
         let bits = slots.len().trailing_zeros();
         Some(HashIndex {
             slots,
@@ -265,9 +280,15 @@ impl HashIndex {
         (h >> self.shift) as usize
     }
 
+    /// The slot after `i`: linear probing that wraps inside `i`'s region.
+    #[inline]
+    fn next(&self, i: usize) -> usize {
+        let rmask = region_len(self.slots.len()) - 1;
+        (i & !rmask) | ((i + 1) & rmask)
+    }
+
     #[inline]
     pub fn find(&self, h: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
-        let mask = self.slots.len() - 1;
         let mut i = self.home(h);
         loop {
             let v = self.slots[i];
@@ -277,7 +298,7 @@ impl HashIndex {
             if eq(v) {
                 return Some(v);
             }
-            i = (i + 1) & mask;
+            i = self.next(i);
         }
     }
 
@@ -285,7 +306,6 @@ impl HashIndex {
     /// The caller reserves room first.
     #[inline]
     pub fn insert(&mut self, h: u64, v: u32, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
-        let mask = self.slots.len() - 1;
         let mut i = self.home(h);
         loop {
             let s = self.slots[i];
@@ -297,8 +317,95 @@ impl HashIndex {
             if eq(s) {
                 return Some(s);
             }
-            i = (i + 1) & mask;
+            i = self.next(i);
         }
+    }
+
+    /// Fills an empty table with `keys(i) -> i`: rows are bucketed by region
+    /// in row order (a stable counting sort), then regions are filled in
+    /// parallel, each in cache. Within a region inserts follow row order, so
+    /// the first row of a repeated id wins, as in a sequential build.
+    /// Returns the (row, first row) of repeated ids in row order, or `None`
+    /// when a region would pass 7/8 full.
+    fn fill_regions<'k, 'q>(
+        &mut self,
+        n: usize,
+        keys: &(impl Fn(usize) -> Option<IdRef<'q>> + Sync),
+        key_of: impl Fn(u32) -> IdRef<'k> + Copy + Sync,
+    ) -> Option<Vec<(u32, u32)>> {
+        let rlen = region_len(self.slots.len());
+        let regions = self.slots.len() / rlen;
+        let shift = self.shift;
+        // Region = top bits of the hash (a shift: no division per row).
+        let rshift = shift + rlen.trailing_zeros();
+        let region_of = |h: u64| h.checked_shr(rshift).unwrap_or(0) as usize;
+        // Hashes are computed once, in parallel, reading keys in row order;
+        // rows then move with their hash, so filling reads no key unless two
+        // full hashes match (a repeated id, or a 1-in-2^64 collision).
+        const NONE: u64 = u64::MAX;
+        let hashes: Vec<u64> = (0..n)
+            .into_par_iter()
+            .map(|i| keys(i).map_or(NONE, |k| k.hash().min(NONE - 1)))
+            .collect();
+        let mut counts = vec![0u32; regions + 1];
+        for &h in &hashes {
+            if h != NONE {
+                counts[region_of(h) + 1] += 1;
+            }
+        }
+        if counts.iter().any(|&c| c as usize > rlen / 8 * 7) {
+            return None;
+        }
+        for r in 0..regions {
+            counts[r + 1] += counts[r];
+        }
+        let total = counts[regions] as usize;
+        let mut next = counts.clone();
+        let mut bucket_hash = vec![0u64; total];
+        let mut bucket_row = vec![0u32; total];
+        for (i, &h) in hashes.iter().enumerate() {
+            if h != NONE {
+                let at = &mut next[region_of(h)];
+                bucket_hash[*at as usize] = h;
+                bucket_row[*at as usize] = i as u32;
+                *at += 1;
+            }
+        }
+        drop(hashes);
+        let dups: Vec<Vec<(u32, u32)>> = self
+            .slots
+            .par_chunks_mut(rlen)
+            .enumerate()
+            .map(|(r, region)| {
+                let mut dups = Vec::new();
+                let rmask = rlen - 1;
+                let mut slot_hash = vec![0u64; rlen];
+                let span = counts[r] as usize..counts[r + 1] as usize;
+                for (&h, &row) in bucket_hash[span.clone()].iter().zip(&bucket_row[span]) {
+                    let mut i = ((h >> shift) as usize) & rmask;
+                    loop {
+                        let s = region[i];
+                        if s == NO_USER {
+                            region[i] = row;
+                            slot_hash[i] = h;
+                            break;
+                        }
+                        if slot_hash[i] == h
+                            && key_of(s) == keys(row as usize).expect("bucketed rows have keys")
+                        {
+                            dups.push((row, s));
+                            break;
+                        }
+                        i = (i + 1) & rmask;
+                    }
+                }
+                dups
+            })
+            .collect();
+        let mut dups: Vec<(u32, u32)> = dups.into_iter().flatten().collect();
+        dups.sort_unstable();
+        self.len = counts[regions] as usize - dups.len();
+        Some(dups)
     }
 
     /// Makes room for `additional` more entries, rehashing through `hash_of`.
@@ -471,10 +578,21 @@ impl IdIndex {
     pub fn insert_many<'k, 'q>(
         &mut self,
         n: usize,
-        keys: impl Fn(usize) -> Option<IdRef<'q>>,
-        key_of: impl Fn(u32) -> IdRef<'k> + Copy,
+        keys: impl Fn(usize) -> Option<IdRef<'q>> + Sync,
+        key_of: impl Fn(u32) -> IdRef<'k> + Copy + Sync,
         prefetch_key: impl Fn(u32),
     ) -> Vec<(u32, u32)> {
+        if let IdIndex::Hash(h) = self {
+            if h.is_empty() {
+                loop {
+                    if let Some(dups) = h.fill_regions(n, &keys, key_of) {
+                        return dups;
+                    }
+                    // A region overflowed (a pathological hash spread): double and retry.
+                    *h = HashIndex::with_capacity(h.slots.len());
+                }
+            }
+        }
         let mut dups = Vec::new();
         let mut hs = [0u64; BATCH];
         for start in (0..n).step_by(BATCH) {
