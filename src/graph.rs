@@ -48,17 +48,46 @@ struct ReferralColumns {
     referrer_col: String,
 }
 
+/// Column names of a referrals table; an optional column named by the
+/// caller (`*_required`) must be present.
+#[derive(Clone, Copy)]
+struct ColumnNames<'a> {
+    user_id: &'a str,
+    referrer_id: &'a str,
+    joined_at: Option<&'a str>,
+    joined_at_required: bool,
+    channel: Option<&'a str>,
+    channel_required: bool,
+}
+
+/// Reads a referrals table and builds a graph, or extends `base` with it.
+fn ingest(
+    py: Python<'_>,
+    base: Option<&Arc<Forest>>,
+    data: PyRecordBatchReader,
+    names: &ColumnNames<'_>,
+    on_invalid: &str,
+) -> PyResult<PyReferralGraph> {
+    let mode = parse_on_invalid(on_invalid)?;
+    let cols = guard(|| ReferralColumns::read(data, names))?;
+    let base = base.cloned();
+    let built = enter_core(py, || match &base {
+        None => Forest::build(&cols.input(), mode),
+        Some(f) => f.extend(&cols.input(), mode),
+    })?;
+    Ok(PyReferralGraph::wrap(built))
+}
+
 impl ReferralColumns {
-    #[allow(clippy::too_many_arguments)]
-    fn read(
-        data: PyRecordBatchReader,
-        user_id: &str,
-        referrer_id: &str,
-        joined_at: Option<&str>,
-        joined_at_required: bool,
-        channel: Option<&str>,
-        channel_required: bool,
-    ) -> PyResult<Self> {
+    fn read(data: PyRecordBatchReader, names: &ColumnNames<'_>) -> PyResult<Self> {
+        let ColumnNames {
+            user_id,
+            referrer_id,
+            joined_at,
+            joined_at_required,
+            channel,
+            channel_required,
+        } = *names;
         let t = InputTable::read(data, "referrals")?;
         let user_arr = t.require(user_id)?;
         let user = if IdColumn::is_all_null_type(&user_arr) {
@@ -182,20 +211,15 @@ impl PyReferralGraph {
         channel_required: bool,
         on_invalid: &str,
     ) -> PyResult<Self> {
-        let mode = parse_on_invalid(on_invalid)?;
-        let cols = guard(|| {
-            ReferralColumns::read(
-                data,
-                user_id,
-                referrer_id,
-                joined_at,
-                joined_at_required,
-                channel,
-                channel_required,
-            )
-        })?;
-        let built = enter_core(py, || Forest::build(&cols.input(), mode))?;
-        Ok(Self::wrap(built))
+        let names = ColumnNames {
+            user_id,
+            referrer_id,
+            joined_at,
+            joined_at_required,
+            channel,
+            channel_required,
+        };
+        ingest(py, None, data, &names, on_invalid)
     }
 
     /// A new graph with more users; this one is unchanged.
@@ -213,21 +237,15 @@ impl PyReferralGraph {
         channel_required: bool,
         on_invalid: &str,
     ) -> PyResult<Self> {
-        let mode = parse_on_invalid(on_invalid)?;
-        let cols = guard(|| {
-            ReferralColumns::read(
-                data,
-                user_id,
-                referrer_id,
-                joined_at,
-                joined_at_required,
-                channel,
-                channel_required,
-            )
-        })?;
-        let forest = self.forest.clone();
-        let built = enter_core(py, || forest.extend(&cols.input(), mode))?;
-        Ok(Self::wrap(built))
+        let names = ColumnNames {
+            user_id,
+            referrer_id,
+            joined_at,
+            joined_at_required,
+            channel,
+            channel_required,
+        };
+        ingest(py, Some(&self.forest), data, &names, on_invalid)
     }
 
     #[getter]

@@ -92,13 +92,9 @@ class ReferralGraph:
 
         Raises SchemaError, InvalidInputError, DuplicateUserError, CycleError.
         """
+        args = _column_args(user_id, referrer_id, joined_at, channel)
         stream = as_stream(referrals, "referrals")
-        g = _core.ReferralGraph.from_arrow(
-            stream,
-            **_column_args(user_id, referrer_id, joined_at, channel),
-            on_invalid=on_invalid,
-        )
-        return cls._wrap(g)
+        return cls._wrap(_core.ReferralGraph.from_arrow(stream, **args, on_invalid=on_invalid))
 
     def extend(
         self,
@@ -114,13 +110,9 @@ class ReferralGraph:
         unchanged). New users may be referred by existing or new users; an id
         already in the graph is a DuplicateUserError. Existing users keep
         their indices; new ones follow in topological order."""
+        args = _column_args(user_id, referrer_id, joined_at, channel)
         stream = as_stream(referrals, "referrals")
-        g = self._g.extend(
-            stream,
-            **_column_args(user_id, referrer_id, joined_at, channel),
-            on_invalid=on_invalid,
-        )
-        return type(self)._wrap(g)
+        return type(self)._wrap(self._g.extend(stream, **args, on_invalid=on_invalid))
 
     @property
     def num_users(self) -> int:

@@ -446,7 +446,6 @@ fn build(input: &ReferralInput<'_>, mode: OnInvalid, base: Option<&Forest>) -> R
                     (kept[r] && in_base.get(r).is_none_or(|&ix| ix == NO_USER)).then(|| user.get(r))
                 },
                 |v| user.get(v as usize),
-                |v| user.prefetch(v as usize),
             )
             .into_iter()
             .map(|(r, first)| (r, Some(first))),

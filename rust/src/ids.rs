@@ -573,14 +573,13 @@ impl IdIndex {
     }
 
     /// Inserts `keys(i)` with value `i` for i in 0..n (skipping `None`),
-    /// prefetching in batches; returns the (i, first value) of each key
+    /// an empty hash table region by region in parallel; returns the (i, first value) of each key
     /// already present, in order. Needs room reserved for n entries.
     pub fn insert_many<'k, 'q>(
         &mut self,
         n: usize,
         keys: impl Fn(usize) -> Option<IdRef<'q>> + Sync,
         key_of: impl Fn(u32) -> IdRef<'k> + Copy + Sync,
-        prefetch_key: impl Fn(u32),
     ) -> Vec<(u32, u32)> {
         if let IdIndex::Hash(h) = self {
             if h.is_empty() {
@@ -593,42 +592,13 @@ impl IdIndex {
                 }
             }
         }
+        // A dense table, or a hash table that has entries already (rare:
+        // build always starts empty): one insert at a time.
         let mut dups = Vec::new();
-        let mut hs = [0u64; BATCH];
-        for start in (0..n).step_by(BATCH) {
-            let end = (start + BATCH).min(n);
-            if let IdIndex::Hash(h) = self {
-                for i in start..end {
-                    if let Some(k) = keys(i) {
-                        hs[i - start] = k.hash();
-                        prefetch(&h.slots[h.home(hs[i - start])]);
-                    }
-                }
-                for i in start..end {
-                    if keys(i).is_some() {
-                        let v = h.slots[h.home(hs[i - start])];
-                        if v != NO_USER {
-                            prefetch_key(v);
-                        }
-                    }
-                }
-                for i in start..end {
-                    if let Some(k) = keys(i) {
-                        if h.len * 4 / 3 + 1 >= h.slots.len() {
-                            h.reserve(n - i, |s| key_of(s).hash());
-                        }
-                        if let Some(first) = h.insert(hs[i - start], i as u32, |v| key_of(v) == k) {
-                            dups.push((i as u32, first));
-                        }
-                    }
-                }
-            } else {
-                for i in start..end {
-                    if let Some(k) = keys(i) {
-                        if let Some(first) = self.insert(k, i as u32, key_of) {
-                            dups.push((i as u32, first));
-                        }
-                    }
+        for i in 0..n {
+            if let Some(k) = keys(i) {
+                if let Some(first) = self.insert(k, i as u32, key_of) {
+                    dups.push((i as u32, first));
                 }
             }
         }
