@@ -104,14 +104,16 @@ fn referrals(p: &Params) -> Referrals {
     };
     // A user holds tickets in proportion to their propensity to invite;
     // drawing a ticket picks the referrer. Each success earns one more
-    // ticket (rich get richer), damped with depth.
-    let mut tickets: Vec<u32> = Vec::with_capacity(n * 3);
-    let mut depth: Vec<u16> = vec![0; n];
+    // ticket (rich get richer), damped with depth. A ticket packs the user
+    // and their depth, and ids are computed, so a draw is one cache miss.
+    let mut tickets: Vec<u64> = Vec::with_capacity(n * 3);
+    let ticket = |u: usize, d: u16| ((d as u64) << 32) | u as u64;
     let span = p.days * NS_PER_DAY;
     for i in 0..n {
         out.joined_at
             .push(START_NS + (span as i128 * i as i128 / n.max(1) as i128) as i64);
         let root = tickets.is_empty() || rng.f64() < p.root_share;
+        let mut depth: u16 = 0;
         if root {
             let mut x = rng.f64();
             let mut c = CHANNELS.len() - 1;
@@ -124,27 +126,34 @@ fn referrals(p: &Params) -> Referrals {
             }
             out.channel[i] = c as u32;
         } else {
-            let t = tickets[rng.below(tickets.len() as u64) as usize] as usize;
-            out.referrer_id[i] = out.user_id[t];
+            let tk = tickets[rng.below(tickets.len() as u64) as usize];
+            let (t, dt) = ((tk & 0xFFFF_FFFF) as usize, (tk >> 32) as u16);
+            out.referrer_id[i] = user_id(t);
             out.referrer_valid[i] = true;
-            depth[i] = depth[t].saturating_add(1);
-            if rng.f64() < p.attenuation.powi(depth[t] as i32) {
-                tickets.push(t as u32);
+            depth = dt.saturating_add(1);
+            if rng.f64() < p.attenuation.powi(dt as i32) {
+                tickets.push(tk);
             }
         }
-        let propensity = (rng.pareto(p.alpha) - 1.0) * p.attenuation.powi(depth[i] as i32);
+        let propensity = (rng.pareto(p.alpha) - 1.0) * p.attenuation.powi(depth as i32);
         let k = (propensity + rng.f64()).floor().min(10_000.0) as usize;
-        tickets.extend(std::iter::repeat_n(i as u32, k));
+        tickets.extend(std::iter::repeat_n(ticket(i, depth), k));
     }
     out
 }
 
 fn events(p: &Params, r: &Referrals) -> Events {
     const CHUNK: usize = 1 << 16;
-    const BUY_SHARE: f64 = 0.7;
     const REFUND_SHARE: f64 = 0.04;
-    let per_buyer = p.events_per_user / (BUY_SHARE * (1.0 + REFUND_SHARE));
-    let extra_mean = (per_buyer - 1.0).max(0.0);
+    // 70% of users buy (fewer when fewer events are asked for), each at
+    // least once; the number of orders per buyer is 1 + geometric.
+    let per_user_orders = p.events_per_user / (1.0 + REFUND_SHARE);
+    let buy_share = per_user_orders.min(0.7);
+    let extra_mean = if buy_share > 0.0 {
+        (per_user_orders / buy_share - 1.0).max(0.0)
+    } else {
+        0.0
+    };
     let chunks: Vec<Events> = (0..r.user_id.len().div_ceil(CHUNK))
         .into_par_iter()
         .map(|c| {
@@ -152,7 +161,7 @@ fn events(p: &Params, r: &Referrals) -> Events {
             let mut e = Events::default();
             let end = ((c + 1) * CHUNK).min(r.user_id.len());
             for u in c * CHUNK..end {
-                if rng.f64() >= BUY_SHARE {
+                if rng.f64() >= buy_share {
                     continue;
                 }
                 // 1 + geometric number of orders with the wanted mean.
@@ -211,6 +220,9 @@ mod tests {
         assert_eq!(e1, e2);
         let (r3, _) = program(&Params::new(50_000, 4));
         assert_ne!(r1.referrer_id, r3.referrer_id);
+        let mut none = Params::new(1000, 3);
+        none.events_per_user = 0.0;
+        assert!(program(&none).1.amount.is_empty());
         let f = Forest::build(
             &ReferralInput {
                 user: IdSlice::Int(&r1.user_id),
