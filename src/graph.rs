@@ -152,7 +152,7 @@ impl ReferralColumns {
     }
 }
 
-fn issues_table(py: Python<'_>, issues: &[Issue]) -> PyResult<Py<PyAny>> {
+pub(crate) fn issues_table(py: Python<'_>, issues: &[Issue]) -> PyResult<Py<PyAny>> {
     let rows: ArrayRef = Arc::new(UInt64Array::from_iter_values(issues.iter().map(|i| i.row)));
     let ids: ArrayRef = Arc::new(StringArray::from_iter(
         issues.iter().map(|i| i.id.as_deref()),

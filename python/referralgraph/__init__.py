@@ -6,6 +6,7 @@ Arrow tables in and out.
 
 from . import synthetic
 from ._core import __version__
+from .attribution import AttributionResult, Session
 from .exceptions import (
     CycleError,
     DuplicateUserError,
@@ -15,15 +16,21 @@ from .exceptions import (
     SchemaError,
 )
 from .graph import ReferralGraph
+from .policy import MinSpend, Policy, geometric
 
 __all__ = [
+    "AttributionResult",
     "CycleError",
     "DuplicateUserError",
     "InvalidInputError",
+    "MinSpend",
+    "Policy",
     "PolicyError",
     "ReferralGraph",
     "ReferralGraphError",
     "SchemaError",
+    "Session",
     "__version__",
+    "geometric",
     "synthetic",
 ]

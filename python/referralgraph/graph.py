@@ -9,6 +9,9 @@ import pyarrow as pa
 
 from . import _core
 from ._arrow import as_stream
+from .attribution import AttributionResult, Session
+from .exceptions import PolicyError
+from .policy import Policy
 
 OnInvalid = Literal["raise", "drop"]
 
@@ -19,6 +22,19 @@ class _Default(str):
 
 _JOINED_AT = _Default("joined_at")
 _CHANNEL = _Default("channel")
+_TS = _Default("ts")
+_EVENT_ID = _Default("event_id")
+
+
+def _event_args(user_id: str, amount: str, ts: str | None, event_id: str | None) -> dict[str, Any]:
+    return {
+        "user_id": user_id,
+        "amount": amount,
+        "ts": None if ts is None else str(ts),
+        "ts_required": ts is not None and not isinstance(ts, _Default),
+        "event_id": None if event_id is None else str(event_id),
+        "event_id_required": event_id is not None and not isinstance(event_id, _Default),
+    }
 
 
 def _column_args(
@@ -114,6 +130,90 @@ class ReferralGraph:
         stream = as_stream(referrals, "referrals")
         return type(self)._wrap(self._g.extend(stream, **args, on_invalid=on_invalid))
 
+    def attribute(
+        self,
+        events: Any,
+        policy: Policy,
+        *,
+        user_id: str = "user_id",
+        amount: str = "amount",
+        ts: str | None = _TS,
+        event_id: str | None = _EVENT_ID,
+        on_invalid: OnInvalid = "raise",
+    ) -> AttributionResult:
+        """Pays every purchase's credit up the chain of referrers.
+
+        ``events``: any Arrow-compatible table with the buyer's ``user_id``,
+        ``amount`` (integer minor units, decimal128 or float64; negative: a
+        refund) and optionally ``ts`` and ``event_id`` (default: row number).
+        Semantics: DESIGN.md "Attribution" (see :class:`Policy`).
+
+        >>> import pyarrow as pa, referralgraph as rg
+        >>> g = rg.ReferralGraph.from_arrow(pa.table({
+        ...     "user_id": [1, 2, 3], "referrer_id": [None, 1, 2]}))
+        >>> r = g.attribute(pa.table({"user_id": [3], "amount": [10_000]}),
+        ...                 rg.Policy(rates=[0.10, 0.05]))
+        >>> r.ledger.column("credit").to_pylist()
+        [1000, 500]
+
+        Raises SchemaError, InvalidInputError (strict mode), PolicyError.
+        """
+        if not isinstance(policy, Policy):
+            raise PolicyError(f"policy must be a referralgraph.Policy, not {type(policy).__name__}")
+        args = _event_args(user_id, amount, ts, event_id)
+        stream = as_stream(events, "events")
+        ledger, totals, stats, issues = _core.attribute(
+            self._g, stream, policy, **args, on_invalid=on_invalid
+        )
+        return AttributionResult(ledger=ledger, totals=totals, stats=stats, issues=issues)
+
+    def session(
+        self,
+        policy: Policy,
+        history: Any = None,
+        *,
+        amount_type: str = "int64",
+        user_id: str = "user_id",
+        amount: str = "amount",
+        ts: str | None = _TS,
+        event_id: str | None = _EVENT_ID,
+    ) -> Session:
+        """A thread-safe session for one event at a time (services). With
+        ``history`` (an events table) its state reflects those events and
+        amounts take their type; without, amounts are ``amount_type``:
+        ``"int64"``, ``"float64"`` or ``"decimal128(p, s)"``."""
+        if not isinstance(policy, Policy):
+            raise PolicyError(f"policy must be a referralgraph.Policy, not {type(policy).__name__}")
+        kind, scale = _amount_kind(amount_type)
+        stream = None if history is None else as_stream(history, "history")
+        inner = _core.session(
+            self._g,
+            policy,
+            stream,
+            amount_kind=kind,
+            scale=scale,
+            **_event_args(user_id, amount, ts, event_id),
+        )
+        return Session(inner)
+
+    def attribute_one(
+        self,
+        user_id: int | str,
+        amount: int | float,
+        ts: Any = None,
+        *,
+        policy: Policy,
+    ) -> list[tuple[int | str, int, int | float]]:
+        """Credits of one event under a stateless policy (no qualification,
+        first-N or cap: those need a :meth:`session` with history)."""
+        if policy.stateful:
+            raise PolicyError(
+                "attribute_one takes stateless policies; for qualification, first-N or caps "
+                "use graph.session(policy, history=events)"
+            )
+        kind = "float64" if isinstance(amount, float) else "int64"
+        return self.session(policy, amount_type=kind).attribute(user_id, amount, ts)
+
     @property
     def num_users(self) -> int:
         """Users, implicit roots included."""
@@ -188,3 +288,19 @@ class ReferralGraph:
             f"ReferralGraph(users={self.num_users:,}, roots={self.num_roots:,}, "
             f"max_depth={self.max_depth}, ids={self.id_type})"
         )
+
+
+def _amount_kind(amount_type: str) -> tuple[str, int]:
+    import re
+
+    t = amount_type.replace(" ", "")
+    if t in ("int64", "int"):
+        return "int", 0
+    if t in ("float64", "float", "double"):
+        return "float", 0
+    m = re.fullmatch(r"decimal128?\((\d+),(-?\d+)\)", t)
+    if m:
+        return "decimal", int(m.group(2))
+    raise ValueError(
+        f'amount_type must be "int64", "float64" or "decimal128(p, s)", not {amount_type!r}'
+    )

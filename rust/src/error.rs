@@ -88,6 +88,10 @@ pub enum IssueKind {
     DuplicateUser,
     SelfReferral,
     Cycle,
+    NullEventId,
+    NullAmount,
+    InvalidAmount,
+    NullTs,
 }
 
 impl IssueKind {
@@ -97,6 +101,10 @@ impl IssueKind {
             IssueKind::DuplicateUser => "duplicate_user",
             IssueKind::SelfReferral => "self_referral",
             IssueKind::Cycle => "cycle",
+            IssueKind::NullEventId => "null_event_id",
+            IssueKind::NullAmount => "null_amount",
+            IssueKind::InvalidAmount => "invalid_amount",
+            IssueKind::NullTs => "null_ts",
         }
     }
 }

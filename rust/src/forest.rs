@@ -326,7 +326,7 @@ impl Problems {
 const LOOKUP_CHUNK: usize = 1 << 14;
 
 /// Looks ids up in a built forest, in parallel batches (`NO_USER`: absent).
-fn lookup_par<'q>(
+pub(crate) fn lookup_par<'q>(
     f: &Forest,
     n: usize,
     keys: impl Fn(usize) -> Option<IdRef<'q>> + Sync,

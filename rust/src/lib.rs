@@ -6,6 +6,7 @@
 // as index loops than as zipped iterators.
 #![allow(clippy::needless_range_loop)]
 
+pub mod attribution;
 pub mod error;
 pub mod forest;
 pub mod ids;

@@ -1,0 +1,548 @@
+//! The batch attribution pass.
+//!
+//! 1. Validate rows (strict or lenient) and map buyers to user indices in
+//!    prefetching batches, in parallel.
+//! 2. Order events by (ts, input row) — skipped when already sorted.
+//! 3. Precompute qualification: per user, the first positive purchase time
+//!    ("purchased") or a time-sorted timeline with prefix sums (`MinSpend`,
+//!    one binary search per query).
+//! 4. Mark creditable events; keep each buyer's first N (`limits`).
+//! 5. Walk each eligible event's chain in parallel over fixed chunks of
+//!    input rows; chunk outputs are concatenated in chunk order, so the
+//!    ledger is in input order and identical on any number of threads.
+//! 6. Apply caps in (ts, row) order (`limits`), then sum totals and stats in
+//!    ledger order (deterministic for floats too).
+//!
+//! O(m log m + m·D) time; memory: the ledger plus a few arrays per user.
+
+use rayon::prelude::*;
+
+use super::limits;
+use super::money::Money;
+use super::policy::{Policy, Qualify};
+use crate::error::{Error, Issue, IssueKind, OnInvalid, Result};
+use crate::forest::{lookup_par, Forest, NULL_TS};
+use crate::ids::{IdSlice, UserIx, NO_USER};
+
+/// Rows per parallel work item: fixed, so results never depend on threads.
+pub(crate) const CHUNK: usize = 1 << 13;
+
+/// An events table, borrowed from the caller's Arrow buffers.
+#[derive(Debug, Clone, Copy)]
+pub struct EventInput<'a, T> {
+    pub buyer: IdSlice<'a>,
+    pub buyer_valid: Option<&'a [bool]>,
+    pub amount: &'a [T],
+    pub amount_valid: Option<&'a [bool]>,
+    /// Nanoseconds since the epoch; `None`: the table has no ts column.
+    pub ts: Option<(&'a [i64], Option<&'a [bool]>)>,
+    /// Validity of the event id column, when there is one.
+    pub event_id_valid: Option<&'a [bool]>,
+    pub buyer_col: &'a str,
+    pub amount_col: &'a str,
+    pub ts_col: &'a str,
+    pub event_id_col: &'a str,
+}
+
+/// One row per paid level, in input event order, then level.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ledger<T> {
+    pub event_row: Vec<u32>,
+    pub buyer: Vec<UserIx>,
+    pub beneficiary: Vec<UserIx>,
+    pub level: Vec<u8>,
+    pub credit: Vec<T>,
+}
+
+impl<T> Default for Ledger<T> {
+    fn default() -> Self {
+        Ledger {
+            event_row: Vec::new(),
+            buyer: Vec::new(),
+            beneficiary: Vec::new(),
+            level: Vec::new(),
+            credit: Vec::new(),
+        }
+    }
+}
+
+impl<T> Ledger<T> {
+    pub fn len(&self) -> usize {
+        self.event_row.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.event_row.is_empty()
+    }
+}
+
+/// One row per beneficiary, by credit descending, ties by id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Totals<T> {
+    pub beneficiary: Vec<UserIx>,
+    pub credit: Vec<T>,
+    pub events: Vec<u64>,
+    /// `by_level[k][i]`: beneficiary i's credit at level k + 1.
+    pub by_level: Vec<Vec<T>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stats<T> {
+    pub events: u64,
+    pub creditable_events: u64,
+    pub unknown_buyer_events: u64,
+    pub ledger_rows: u64,
+    pub credited: T,
+    pub forfeited: T,
+    pub capped_off: T,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attribution<T> {
+    pub ledger: Ledger<T>,
+    pub totals: Totals<T>,
+    pub stats: Stats<T>,
+    pub issues: Vec<Issue>,
+}
+
+fn overflow(what: &str) -> Error {
+    Error::Overflow(format!("{what} does not fit the amount type"))
+}
+
+pub(crate) fn sum<T: Money>(a: T, b: T, what: &str) -> Result<T> {
+    a.checked_add(b).ok_or_else(|| overflow(what))
+}
+
+/// Whether ancestor `a` is qualified at time `t`.
+pub(crate) enum Qualification<T> {
+    Always,
+    /// First time each user bought with a positive amount (`i64::MAX`: never).
+    FirstPurchase(Vec<i64>),
+    /// Per user, times sorted ascending and prefix sums of amounts.
+    Timeline {
+        offsets: Vec<u32>,
+        ts: Vec<i64>,
+        prefix: Vec<T>,
+        min: T,
+    },
+}
+
+impl<T: Money> Qualification<T> {
+    #[inline]
+    pub(crate) fn qualified(&self, a: UserIx, t: i64) -> bool {
+        match self {
+            Qualification::Always => true,
+            Qualification::FirstPurchase(first) => first[a as usize] <= t,
+            Qualification::Timeline {
+                offsets,
+                ts,
+                prefix,
+                min,
+            } => {
+                let (lo, hi) = (
+                    offsets[a as usize] as usize,
+                    offsets[a as usize + 1] as usize,
+                );
+                let k = ts[lo..hi].partition_point(|&x| x <= t);
+                let spent = if k == 0 { T::ZERO } else { prefix[lo + k - 1] };
+                spent >= *min
+            }
+        }
+    }
+}
+
+/// Everything the passes share about the (validated) events.
+struct Prepared<'a, T> {
+    ev: &'a EventInput<'a, T>,
+    /// Row passed validation.
+    ok: Option<Vec<bool>>,
+    buyer: Vec<UserIx>,
+    /// Valid rows in (ts, row) order.
+    order: Vec<u32>,
+}
+
+impl<T: Money> Prepared<'_, T> {
+    #[inline]
+    fn ts(&self, r: usize) -> i64 {
+        // No ts column: every event at time 0, so "ts <= t" always holds
+        // (qualification uses all events) and (ts, row) order is row order.
+        self.ev.ts.map_or(0, |(v, _)| v[r])
+    }
+    #[inline]
+    fn ok(&self, r: usize) -> bool {
+        self.ok.as_ref().is_none_or(|o| o[r])
+    }
+}
+
+/// Attributes `events` over `forest` under `policy`.
+///
+/// Errors: `Policy` when the policy needs `ts` or `joined_at` and the input
+/// lacks it; `Schema` for id kinds that differ; `Invalid` (strict mode)
+/// for null ids, amounts or ts, NaN/infinite amounts; `Overflow` when a
+/// total does not fit the amount type.
+pub fn attribute<T: Money>(
+    forest: &Forest,
+    ev: &EventInput<'_, T>,
+    policy: &Policy<T>,
+    mode: OnInvalid,
+) -> Result<Attribution<T>> {
+    check_inputs(forest, ev, policy)?;
+    let (prep, issues) = prepare(forest, ev, mode)?;
+    let qual = qualification(forest, &prep, policy)?;
+    let (eligible, creditable) = limits::eligible(forest, &prep_view(&prep), policy);
+    let (mut ledger, forfeited) = walk(forest, &prep, policy, &qual, &eligible)?;
+    let capped_off = match policy.cap_per_beneficiary {
+        Some(cap) => limits::apply_cap(forest.num_users(), &prep.order, &mut ledger, cap)?,
+        None => T::ZERO,
+    };
+    let totals = totals(forest, &ledger, policy.levels())?;
+    let mut credited = T::ZERO;
+    for &c in &ledger.credit {
+        credited = sum(credited, c, "the credited total")?;
+    }
+    let valid = prep
+        .ok
+        .as_ref()
+        .map_or(ev.amount.len(), |o| o.iter().filter(|&&x| x).count());
+    let unknown = (0..ev.amount.len())
+        .filter(|&r| prep.ok(r) && prep.buyer[r] == NO_USER)
+        .count();
+    let stats = Stats {
+        events: valid as u64,
+        creditable_events: creditable,
+        unknown_buyer_events: unknown as u64,
+        ledger_rows: ledger.len() as u64,
+        credited,
+        forfeited,
+        capped_off,
+    };
+    Ok(Attribution {
+        ledger,
+        totals,
+        stats,
+        issues,
+    })
+}
+
+pub(crate) fn check_inputs<T: Money>(
+    forest: &Forest,
+    ev: &EventInput<'_, T>,
+    policy: &Policy<T>,
+) -> Result<()> {
+    if ev.buyer.kind() != forest.id_kind() {
+        return Err(Error::Schema(format!(
+            "column {} of the events holds {} ids but the graph's ids are {}",
+            ev.buyer_col,
+            ev.buyer.kind().name(),
+            forest.id_kind().name()
+        )));
+    }
+    if policy.window_ns.is_some() {
+        if ev.ts.is_none() {
+            return Err(Error::Policy(format!(
+                "the policy has a window, which needs the events' {} column",
+                ev.ts_col
+            )));
+        }
+        if forest.joined_at().is_none() {
+            return Err(Error::Policy(
+                "the policy has a window, which needs joined_at in the referrals".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A borrowed view of what `limits` needs.
+pub(crate) struct View<'a> {
+    pub buyer: &'a [UserIx],
+    pub order: &'a [u32],
+    pub ts: Option<&'a [i64]>,
+}
+
+fn prep_view<'a, T: Money>(p: &'a Prepared<'a, T>) -> View<'a> {
+    View {
+        buyer: &p.buyer,
+        order: &p.order,
+        ts: p.ev.ts.map(|(v, _)| v),
+    }
+}
+
+/// Strict validation, buyers as user indices, and the (ts, row) order.
+pub(crate) fn validated_order<T: Money>(
+    forest: &Forest,
+    ev: &EventInput<'_, T>,
+) -> Result<(Vec<UserIx>, Vec<u32>)> {
+    let (prep, _) = prepare(forest, ev, OnInvalid::Raise)?;
+    Ok((prep.buyer, prep.order))
+}
+
+fn prepare<'a, T: Money>(
+    forest: &Forest,
+    ev: &'a EventInput<'a, T>,
+    mode: OnInvalid,
+) -> Result<(Prepared<'a, T>, Vec<Issue>)> {
+    let m = ev.amount.len();
+    if ev.buyer.len() != m {
+        return Err(Error::Schema("events columns differ in length".into()));
+    }
+    if m >= u32::MAX as usize {
+        return Err(Error::Schema(format!(
+            "{m} events: more than one call takes"
+        )));
+    }
+    let null = |v: Option<&[bool]>, r: usize| v.is_some_and(|v| !v[r]);
+    let problem = |r: usize| -> Option<(&str, IssueKind, &str)> {
+        if null(ev.event_id_valid, r) {
+            Some((ev.event_id_col, IssueKind::NullEventId, "null event id"))
+        } else if null(ev.buyer_valid, r) {
+            Some((ev.buyer_col, IssueKind::NullId, "null user id"))
+        } else if null(ev.amount_valid, r) {
+            Some((ev.amount_col, IssueKind::NullAmount, "null amount"))
+        } else if !ev.amount[r].is_finite() {
+            Some((
+                ev.amount_col,
+                IssueKind::InvalidAmount,
+                "amount is NaN or infinite",
+            ))
+        } else if null(ev.ts.and_then(|(_, v)| v), r) {
+            Some((ev.ts_col, IssueKind::NullTs, "null ts"))
+        } else {
+            None
+        }
+    };
+    let bad: Vec<u32> = (0..m)
+        .into_par_iter()
+        .filter(|&r| problem(r).is_some())
+        .map(|r| r as u32)
+        .collect();
+    let mut issues = Vec::new();
+    let mut ok = None;
+    if !bad.is_empty() {
+        let mut mask = vec![true; m];
+        for &r in &bad {
+            let r = r as usize;
+            let (column, kind, reason) = problem(r).expect("row was flagged");
+            let id = (!null(ev.buyer_valid, r)).then(|| ev.buyer.get(r).to_string());
+            if mode == OnInvalid::Raise {
+                return Err(Error::Invalid {
+                    column: column.to_string(),
+                    row: Some(r as u64),
+                    id,
+                    reason: reason.to_string(),
+                });
+            }
+            issues.push(Issue {
+                row: r as u64,
+                id,
+                column: column.to_string(),
+                kind,
+                message: format!("{reason}: event left out"),
+            });
+            mask[r] = false;
+        }
+        ok = Some(mask);
+    }
+    let buyer = lookup_par(forest, m, |r| {
+        (ok.as_ref().is_none_or(|o| o[r])).then(|| ev.buyer.get(r))
+    });
+    let order = event_order(ev, ok.as_deref());
+    Ok((
+        Prepared {
+            ev,
+            ok,
+            buyer,
+            order,
+        },
+        issues,
+    ))
+}
+
+/// Valid rows in (ts, row) order (row order when there is no ts column or
+/// the table is already sorted by ts).
+fn event_order<T>(ev: &EventInput<'_, T>, ok: Option<&[bool]>) -> Vec<u32> {
+    let m = ev.amount.len();
+    let keep = |r: usize| ok.is_none_or(|o| o[r]);
+    let rows = || (0..m).filter(move |&r| keep(r)).map(|r| r as u32);
+    let Some((ts, _)) = ev.ts else {
+        return rows().collect();
+    };
+    let sorted = (1..m).into_par_iter().all(|r| ts[r - 1] <= ts[r]);
+    let mut order: Vec<u32> = rows().collect();
+    if !sorted {
+        order.par_sort_unstable_by_key(|&r| (ts[r as usize], r));
+    }
+    order
+}
+
+fn qualification<T: Money>(
+    forest: &Forest,
+    prep: &Prepared<'_, T>,
+    policy: &Policy<T>,
+) -> Result<Qualification<T>> {
+    let n = forest.num_users();
+    let amount = prep.ev.amount;
+    Ok(match policy.qualify {
+        Qualify::Always => Qualification::Always,
+        Qualify::Purchased => {
+            let mut first = vec![i64::MAX; n];
+            for &r in &prep.order {
+                let (r, b) = (r as usize, prep.buyer[r as usize]);
+                if b != NO_USER && amount[r].is_positive() && first[b as usize] == i64::MAX {
+                    first[b as usize] = prep.ts(r);
+                }
+            }
+            Qualification::FirstPurchase(first)
+        }
+        Qualify::MinSpend(min) => {
+            let mut offsets = vec![0u32; n + 1];
+            for &r in &prep.order {
+                let b = prep.buyer[r as usize];
+                if b != NO_USER {
+                    offsets[b as usize + 1] += 1;
+                }
+            }
+            for u in 0..n {
+                offsets[u + 1] += offsets[u];
+            }
+            let total = offsets[n] as usize;
+            let mut next = offsets.clone();
+            let mut ts = vec![0i64; total];
+            let mut prefix = vec![T::ZERO; total];
+            for &r in &prep.order {
+                let (r, b) = (r as usize, prep.buyer[r as usize]);
+                if b == NO_USER {
+                    continue;
+                }
+                let at = next[b as usize] as usize;
+                let before = if at == offsets[b as usize] as usize {
+                    T::ZERO
+                } else {
+                    prefix[at - 1]
+                };
+                ts[at] = prep.ts(r);
+                prefix[at] = sum(before, amount[r], "a user's running spend")?;
+                next[b as usize] += 1;
+            }
+            Qualification::Timeline {
+                offsets,
+                ts,
+                prefix,
+                min,
+            }
+        }
+    })
+}
+
+/// Walks the chain of every eligible event; returns the ledger (before
+/// caps) and the forfeited credit.
+fn walk<T: Money>(
+    forest: &Forest,
+    prep: &Prepared<'_, T>,
+    policy: &Policy<T>,
+    qual: &Qualification<T>,
+    eligible: &[bool],
+) -> Result<(Ledger<T>, T)> {
+    let m = prep.ev.amount.len();
+    let parent = forest.parent();
+    let levels = policy.levels();
+    let chunks: Vec<Result<(Ledger<T>, T)>> = (0..m.div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|c| {
+            let mut out = Ledger::default();
+            let mut forfeited = T::ZERO;
+            for r in c * CHUNK..((c + 1) * CHUNK).min(m) {
+                if !eligible[r] {
+                    continue;
+                }
+                let b = prep.buyer[r];
+                let (t, amount) = (prep.ts(r), prep.ev.amount[r]);
+                let mut a = parent[b as usize];
+                let mut level = 0usize;
+                while a != NO_USER && level < levels {
+                    let credit = amount.credit(policy.ppm[level]);
+                    if qual.qualified(a, t) {
+                        out.event_row.push(r as u32);
+                        out.buyer.push(b);
+                        out.beneficiary.push(a);
+                        out.level.push(level as u8 + 1);
+                        out.credit.push(credit);
+                        level += 1;
+                    } else if !policy.compression {
+                        forfeited = sum(forfeited, credit, "the forfeited total")?;
+                        level += 1;
+                    }
+                    a = parent[a as usize];
+                }
+            }
+            Ok((out, forfeited))
+        })
+        .collect();
+    let mut ledger = Ledger::default();
+    let mut forfeited = T::ZERO;
+    for chunk in chunks {
+        let (part, f) = chunk?;
+        forfeited = sum(forfeited, f, "the forfeited total")?;
+        ledger.event_row.extend(part.event_row);
+        ledger.buyer.extend(part.buyer);
+        ledger.beneficiary.extend(part.beneficiary);
+        ledger.level.extend(part.level);
+        ledger.credit.extend(part.credit);
+    }
+    Ok((ledger, forfeited))
+}
+
+/// Sums the ledger per beneficiary (in ledger order) and sorts the
+/// leaderboard: credit descending, ties by id ascending.
+pub(crate) fn totals<T: Money>(
+    forest: &Forest,
+    ledger: &Ledger<T>,
+    levels: usize,
+) -> Result<Totals<T>> {
+    let mut slot = vec![NO_USER; forest.num_users()];
+    let mut who: Vec<UserIx> = Vec::new();
+    let mut credit: Vec<T> = Vec::new();
+    let mut events: Vec<u64> = Vec::new();
+    let mut by_level: Vec<T> = Vec::new();
+    for i in 0..ledger.len() {
+        let b = ledger.beneficiary[i] as usize;
+        if slot[b] == NO_USER {
+            slot[b] = who.len() as u32;
+            who.push(b as u32);
+            credit.push(T::ZERO);
+            events.push(0);
+            by_level.extend(std::iter::repeat_n(T::ZERO, levels));
+        }
+        let s = slot[b] as usize;
+        let c = ledger.credit[i];
+        credit[s] = sum(credit[s], c, "a beneficiary's credit total")?;
+        events[s] += 1;
+        let k = s * levels + ledger.level[i] as usize - 1;
+        by_level[k] = sum(by_level[k], c, "a beneficiary's credit total")?;
+    }
+    let ids = forest.ids();
+    let mut rank: Vec<u32> = (0..who.len() as u32).collect();
+    rank.par_sort_unstable_by(|&x, &y| {
+        credit[y as usize]
+            .cmp_total(&credit[x as usize])
+            .then_with(|| ids.get(who[x as usize]).cmp(&ids.get(who[y as usize])))
+    });
+    Ok(Totals {
+        beneficiary: rank.iter().map(|&s| who[s as usize]).collect(),
+        credit: rank.iter().map(|&s| credit[s as usize]).collect(),
+        events: rank.iter().map(|&s| events[s as usize]).collect(),
+        by_level: (0..levels)
+            .map(|k| {
+                rank.iter()
+                    .map(|&s| by_level[s as usize * levels + k])
+                    .collect()
+            })
+            .collect(),
+    })
+}
+
+/// Whether buyer `b`'s event at `t` falls in the window (null join: never).
+#[inline]
+pub(crate) fn in_window(joined: &[i64], b: UserIx, t: i64, window_ns: i64) -> bool {
+    let j = joined[b as usize];
+    j != NULL_TS && j <= t && t <= j.saturating_add(window_ns)
+}

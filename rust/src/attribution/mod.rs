@@ -1,0 +1,18 @@
+//! Multi-level attribution: every purchase pays credit up the chain of
+//! referrers, per DESIGN.md "Attribution" (chain, creditable events,
+//! windows, first-N, qualification, compression, ppm credit, caps).
+//!
+//! `engine` is the batch pass, `limits` the order-dependent passes (first-N
+//! per buyer, caps per beneficiary), `session` the one-event-at-a-time
+//! service path with the same semantics.
+
+pub mod engine;
+pub mod limits;
+pub mod money;
+pub mod policy;
+pub mod session;
+
+pub use engine::{attribute, Attribution, EventInput, Ledger, Stats, Totals};
+pub use money::Money;
+pub use policy::{Policy, Qualify};
+pub use session::Session;

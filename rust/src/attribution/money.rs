@@ -1,0 +1,135 @@
+//! Money arithmetic: parts-per-million rates, truncation toward zero with
+//! 128-bit intermediates, checked sums. One trait over the three amount
+//! types (int64 minor units, decimal128 unscaled, float64).
+
+/// An amount type: `i64` (minor units), `i128` (decimal128, unscaled) or `f64`.
+pub trait Money: Copy + Send + Sync + PartialEq + PartialOrd + std::fmt::Debug + 'static {
+    const ZERO: Self;
+    /// `trunc(self * ppm / 1_000_000)` for integers (a refund's credit
+    /// mirrors the purchase's); `self * ppm / 1e6` for floats. Never overflows.
+    fn credit(self, ppm: u32) -> Self;
+    fn checked_add(self, other: Self) -> Option<Self>;
+    fn checked_sub(self, other: Self) -> Option<Self>;
+    fn is_positive(self) -> bool {
+        self > Self::ZERO
+    }
+    /// False for NaN and infinities.
+    fn is_finite(self) -> bool {
+        true
+    }
+    /// Total order for sorting (floats by `total_cmp`).
+    fn cmp_total(&self, other: &Self) -> std::cmp::Ordering;
+}
+
+impl Money for i64 {
+    const ZERO: Self = 0;
+    #[inline]
+    fn credit(self, ppm: u32) -> Self {
+        // |self * ppm| < 2^63 * 2^20: fits i128; the quotient fits i64.
+        ((self as i128 * ppm as i128) / 1_000_000) as i64
+    }
+    #[inline]
+    fn checked_add(self, other: Self) -> Option<Self> {
+        i64::checked_add(self, other)
+    }
+    #[inline]
+    fn checked_sub(self, other: Self) -> Option<Self> {
+        i64::checked_sub(self, other)
+    }
+    fn cmp_total(&self, other: &Self) -> std::cmp::Ordering {
+        self.cmp(other)
+    }
+}
+
+impl Money for i128 {
+    const ZERO: Self = 0;
+    #[inline]
+    fn credit(self, ppm: u32) -> Self {
+        // self * ppm may pass i128 for |self| near 10^38. Split
+        // self = q * 10^6 + r (r has self's sign): trunc(self * ppm / 10^6)
+        // = q * ppm + trunc(r * ppm / 10^6), each term in range.
+        let (q, r) = (self / 1_000_000, self % 1_000_000);
+        q * ppm as i128 + (r * ppm as i128) / 1_000_000
+    }
+    #[inline]
+    fn checked_add(self, other: Self) -> Option<Self> {
+        i128::checked_add(self, other)
+    }
+    #[inline]
+    fn checked_sub(self, other: Self) -> Option<Self> {
+        i128::checked_sub(self, other)
+    }
+    fn cmp_total(&self, other: &Self) -> std::cmp::Ordering {
+        self.cmp(other)
+    }
+}
+
+impl Money for f64 {
+    const ZERO: Self = 0.0;
+    fn is_finite(self) -> bool {
+        f64::is_finite(self)
+    }
+    #[inline]
+    fn credit(self, ppm: u32) -> Self {
+        self * ppm as f64 / 1e6
+    }
+    #[inline]
+    fn checked_add(self, other: Self) -> Option<Self> {
+        let s = self + other;
+        s.is_finite().then_some(s)
+    }
+    #[inline]
+    fn checked_sub(self, other: Self) -> Option<Self> {
+        let s = self - other;
+        s.is_finite().then_some(s)
+    }
+    fn cmp_total(&self, other: &Self) -> std::cmp::Ordering {
+        self.total_cmp(other)
+    }
+}
+
+/// A rate as integer parts per million: `round(rate * 1e6)`.
+pub fn ppm(rate: f64) -> u32 {
+    (rate * 1e6).round() as u32
+}
+
+/// Largest |value| a decimal of this precision holds (10^p - 1).
+pub fn decimal_max(precision: u8) -> i128 {
+    10i128.pow(precision.min(38) as u32) - 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integer_credit_truncates_toward_zero_and_mirrors_refunds() {
+        assert_eq!(999i64.credit(100_000), 99); // 99.9 -> 99
+        assert_eq!((-999i64).credit(100_000), -99);
+        assert_eq!(1i64.credit(999_999), 0);
+        assert_eq!(i64::MAX.credit(1_000_000), i64::MAX);
+        assert_eq!(i64::MIN.credit(1_000_000), i64::MIN);
+    }
+
+    #[test]
+    fn decimal_credit_never_overflows() {
+        let big = 10i128.pow(38) - 1;
+        assert_eq!(big.credit(1_000_000), big);
+        assert_eq!(big.credit(500_000), big / 2);
+        assert_eq!((-big).credit(500_000), -(big / 2));
+        for a in [-1_999_999i128, -7, 0, 13, 1_000_001, 123_456_789_012] {
+            for p in [0u32, 1, 33_333, 100_000, 999_999, 1_000_000] {
+                assert_eq!(a.credit(p), (a * p as i128) / 1_000_000, "{a} {p}");
+            }
+        }
+    }
+
+    #[test]
+    fn ppm_rounds_and_float_credit() {
+        assert_eq!(ppm(0.1), 100_000);
+        assert_eq!(ppm(0.0000015), 2);
+        assert_eq!(10.0f64.credit(ppm(0.05)), 0.5);
+        assert_eq!(i64::MAX.checked_add(1), None);
+        assert_eq!(f64::MAX.checked_add(f64::MAX), None);
+    }
+}

@@ -1,0 +1,555 @@
+//! Attribution bindings: events in (any integer, decimal128 or float
+//! amounts), ledger / totals / stats / issues out, and sessions.
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Decimal128Type, Float64Type, Int64Type, UInt64Type};
+use arrow_array::{
+    Array, ArrayRef, Decimal128Array, Float64Array, Int64Array, UInt32Array, UInt8Array,
+};
+use arrow_schema::DataType;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3_arrow::PyRecordBatchReader;
+use referralgraph_core::attribution::money::decimal_max;
+use referralgraph_core::attribution::{self as attr, Money, Policy, Qualify, Session};
+use referralgraph_core::{Error, Forest, IdRef, OnInvalid, UserIx};
+
+use crate::arrow_io::{gather_ids, to_pyarrow, IdColumn, InputTable, Timestamps};
+use crate::errors::{invalid_err, schema_err, PyCoreErr};
+use crate::gil::{enter_core, guard};
+use crate::graph::{issues_table, parse_on_invalid, PyReferralGraph};
+
+/// The amount column, normalised: int64, decimal128 (precision, scale) or float64.
+enum Amounts {
+    Int(Int64Array),
+    Dec(Decimal128Array, u8, i8),
+    Float(Float64Array),
+}
+
+impl Amounts {
+    fn from_array(column: &str, arr: &ArrayRef) -> PyResult<Self> {
+        let cast = |to: &DataType| {
+            arrow_cast::cast(arr, to).map_err(|e| schema_err(format!("column {column}: {e}")))
+        };
+        match arr.data_type() {
+            DataType::UInt64 => {
+                let u = arr.as_primitive::<UInt64Type>();
+                if let Some(row) =
+                    (0..u.len()).find(|&i| u.is_valid(i) && u.value(i) > i64::MAX as u64)
+                {
+                    return Err(invalid_err(format!(
+                        "column {column}, row {row}: amount {} does not fit in int64",
+                        u.value(row)
+                    )));
+                }
+                Ok(Amounts::Int(
+                    cast(&DataType::Int64)?.as_primitive::<Int64Type>().clone(),
+                ))
+            }
+            DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32 => Ok(Amounts::Int(
+                cast(&DataType::Int64)?.as_primitive::<Int64Type>().clone(),
+            )),
+            DataType::Decimal128(p, s) => Ok(Amounts::Dec(
+                arr.as_primitive::<Decimal128Type>().clone(),
+                *p,
+                *s,
+            )),
+            DataType::Float16 | DataType::Float32 | DataType::Float64 => Ok(Amounts::Float(
+                cast(&DataType::Float64)?
+                    .as_primitive::<Float64Type>()
+                    .clone(),
+            )),
+            other => Err(schema_err(format!(
+                "column {column} has type {other}; amounts must be integers (minor units), \
+                 decimal128 or float64"
+            ))),
+        }
+    }
+
+    fn array(&self) -> ArrayRef {
+        match self {
+            Amounts::Int(a) => Arc::new(a.clone()),
+            Amounts::Dec(a, ..) => Arc::new(a.clone()),
+            Amounts::Float(a) => Arc::new(a.clone()),
+        }
+    }
+
+    /// ("int" | "decimal" | "float", scale) for the policy's thresholds.
+    fn kind(&self) -> (&'static str, i8) {
+        match self {
+            Amounts::Int(_) => ("int", 0),
+            Amounts::Dec(_, _, s) => ("decimal", *s),
+            Amounts::Float(_) => ("float", 0),
+        }
+    }
+}
+
+/// An amount type's Arrow and Python faces.
+trait Face: Money + for<'py> FromPyObject<'py, 'py> {
+    fn to_array(v: Vec<Self>, amounts: &Amounts) -> PyResult<ArrayRef>;
+    fn to_py<'py>(self, py: Python<'py>, amounts_scale: i8) -> PyResult<Bound<'py, PyAny>>;
+}
+
+impl Face for i64 {
+    fn to_array(v: Vec<Self>, _: &Amounts) -> PyResult<ArrayRef> {
+        Ok(Arc::new(Int64Array::from(v)))
+    }
+    fn to_py<'py>(self, py: Python<'py>, _: i8) -> PyResult<Bound<'py, PyAny>> {
+        Ok(self.into_pyobject(py)?.into_any())
+    }
+}
+
+impl Face for i128 {
+    fn to_array(v: Vec<Self>, amounts: &Amounts) -> PyResult<ArrayRef> {
+        let Amounts::Dec(_, p, s) = amounts else {
+            unreachable!("i128 amounts come from decimal columns")
+        };
+        let max = decimal_max(*p);
+        if v.iter().any(|x| x.unsigned_abs() > max as u128) {
+            return Err(PyCoreErr(Error::Overflow(format!(
+                "a total does not fit decimal128({p}, {s})"
+            )))
+            .into());
+        }
+        let arr = Decimal128Array::from(v)
+            .with_precision_and_scale(*p, *s)
+            .map_err(|e| invalid_err(e.to_string()))?;
+        Ok(Arc::new(arr))
+    }
+    fn to_py<'py>(self, py: Python<'py>, scale: i8) -> PyResult<Bound<'py, PyAny>> {
+        let decimal = py.import("decimal")?.getattr("Decimal")?;
+        decimal
+            .call1((self.into_pyobject(py)?,))?
+            .call_method1("scaleb", (-(scale as i32),))
+    }
+}
+
+impl Face for f64 {
+    fn to_array(v: Vec<Self>, _: &Amounts) -> PyResult<ArrayRef> {
+        Ok(Arc::new(Float64Array::from(v)))
+    }
+    fn to_py<'py>(self, py: Python<'py>, _: i8) -> PyResult<Bound<'py, PyAny>> {
+        Ok(self.into_pyobject(py)?.into_any())
+    }
+}
+
+/// Column names of an events table, and whether optional ones were named.
+#[derive(Clone, Copy)]
+struct EventNames<'a> {
+    user_id: &'a str,
+    amount: &'a str,
+    ts: Option<&'a str>,
+    ts_required: bool,
+    event_id: Option<&'a str>,
+    event_id_required: bool,
+}
+
+struct EventColumns {
+    buyer: IdColumn,
+    buyer_valid: Option<Vec<bool>>,
+    amounts: Amounts,
+    amount_valid: Option<Vec<bool>>,
+    ts: Option<Timestamps>,
+    event_id: Option<ArrayRef>,
+    event_id_valid: Option<Vec<bool>>,
+}
+
+fn validity(a: &dyn Array) -> Option<Vec<bool>> {
+    a.logical_nulls()
+        .filter(|n| n.null_count() > 0)
+        .map(|n| n.iter().collect())
+}
+
+impl EventColumns {
+    fn read(data: PyRecordBatchReader, names: &EventNames<'_>) -> PyResult<Self> {
+        let t = InputTable::read(data, "events")?;
+        let optional = |name: Option<&str>, required: bool| -> PyResult<Option<ArrayRef>> {
+            match name {
+                None => Ok(None),
+                Some(n) if required => t.require(n).map(Some),
+                Some(n) => t.column(n),
+            }
+        };
+        let buyer_arr = t.require(names.user_id)?;
+        let buyer = IdColumn::from_array(names.user_id, &buyer_arr)?;
+        let amount_arr = t.require(names.amount)?;
+        let amounts = Amounts::from_array(names.amount, &amount_arr)?;
+        let ts = optional(names.ts, names.ts_required)?
+            .map(|a| Timestamps::from_array(names.ts.unwrap_or_default(), &a))
+            .transpose()?;
+        let event_id = optional(names.event_id, names.event_id_required)?;
+        if let Some(e) = &event_id {
+            let ok = matches!(
+                e.data_type(),
+                DataType::Int8
+                    | DataType::Int16
+                    | DataType::Int32
+                    | DataType::Int64
+                    | DataType::UInt8
+                    | DataType::UInt16
+                    | DataType::UInt32
+                    | DataType::UInt64
+                    | DataType::Utf8
+                    | DataType::LargeUtf8
+                    | DataType::Utf8View
+            );
+            if !ok {
+                return Err(schema_err(format!(
+                    "column {} has type {}; event ids must be integers or strings",
+                    names.event_id.unwrap_or_default(),
+                    e.data_type()
+                )));
+            }
+        }
+        Ok(EventColumns {
+            buyer_valid: buyer.validity(),
+            buyer,
+            amount_valid: validity(&amounts.array()),
+            amounts,
+            ts,
+            event_id_valid: event_id.as_ref().and_then(|e| validity(e)),
+            event_id,
+        })
+    }
+
+    fn input<'a, T>(&'a self, values: &'a [T], names: &EventNames<'a>) -> attr::EventInput<'a, T> {
+        attr::EventInput {
+            buyer: self.buyer.slice(),
+            buyer_valid: self.buyer_valid.as_deref(),
+            amount: values,
+            amount_valid: self.amount_valid.as_deref(),
+            ts: self
+                .ts
+                .as_ref()
+                .map(|t| (t.ns.as_slice(), t.valid.as_deref())),
+            event_id_valid: self.event_id_valid.as_deref(),
+            buyer_col: names.user_id,
+            amount_col: names.amount,
+            ts_col: names.ts.unwrap_or("ts"),
+            event_id_col: names.event_id.unwrap_or("event_id"),
+        }
+    }
+}
+
+/// Reads the Python `Policy` into a core policy for amounts of type T;
+/// thresholds are converted by `referralgraph.policy._amounts_for`
+/// (decimal scale, rounding toward the safe side).
+fn core_policy<T: Face>(
+    py: Python<'_>,
+    policy: &Bound<'_, PyAny>,
+    amounts: &Amounts,
+) -> PyResult<Policy<T>> {
+    let rates: Vec<f64> = policy.getattr("rates")?.extract()?;
+    let window_ns: Option<i64> = policy.getattr("window_ns")?.extract()?;
+    let max_events: Option<u32> = policy.getattr("max_events_per_buyer")?.extract()?;
+    let compression: bool = policy.getattr("compression")?.extract()?;
+    let (kind, scale) = amounts.kind();
+    let resolved = py
+        .import("referralgraph.policy")?
+        .getattr("_amounts_for")?
+        .call1((policy, kind, scale))?;
+    let (qualify_kind, min_spend, cap): (String, Option<T>, Option<T>) = resolved.extract()?;
+    let qualify = match (qualify_kind.as_str(), min_spend) {
+        ("purchased", _) => Qualify::Purchased,
+        ("min_spend", Some(x)) => Qualify::MinSpend(x),
+        _ => Qualify::Always,
+    };
+    Policy::new(&rates, window_ns, max_events, qualify, compression, cap)
+        .map_err(|e| PyCoreErr(e).into())
+}
+
+type Tables = (Py<PyAny>, Py<PyAny>, Py<PyAny>, Py<PyAny>);
+
+fn run<T: Face>(
+    py: Python<'_>,
+    forest: &Arc<Forest>,
+    cols: &EventColumns,
+    values: &[T],
+    names: &EventNames<'_>,
+    policy: &Bound<'_, PyAny>,
+    mode: OnInvalid,
+) -> PyResult<Tables> {
+    let policy = core_policy::<T>(py, policy, &cols.amounts)?;
+    let input = cols.input(values, names);
+    let f = forest.clone();
+    let levels = policy.levels();
+    let ppm = policy.ppm.clone();
+    let out = enter_core(py, || attr::attribute(&f, &input, &policy, mode))?;
+    let (_, scale) = cols.amounts.kind();
+    let rows = UInt32Array::from(out.ledger.event_row.clone());
+    let take = |a: &ArrayRef| {
+        arrow_select::take::take(a.as_ref(), &rows, None).map_err(|e| invalid_err(e.to_string()))
+    };
+    let event_id: ArrayRef = match &cols.event_id {
+        Some(e) => take(e)?,
+        None => Arc::new(Int64Array::from_iter_values(
+            out.ledger.event_row.iter().map(|&r| r as i64),
+        )),
+    };
+    let rate: ArrayRef = Arc::new(Float64Array::from_iter_values(
+        out.ledger
+            .level
+            .iter()
+            .map(|&k| ppm[k as usize - 1] as f64 / 1e6),
+    ));
+    let ids = forest.ids();
+    let ledger = to_pyarrow(
+        py,
+        vec![
+            ("event_id", event_id),
+            ("buyer_id", gather_ids(ids, &out.ledger.buyer)),
+            ("beneficiary_id", gather_ids(ids, &out.ledger.beneficiary)),
+            (
+                "level",
+                Arc::new(UInt8Array::from(out.ledger.level)) as ArrayRef,
+            ),
+            ("amount", take(&cols.amounts.array())?),
+            ("rate", rate),
+            ("credit", T::to_array(out.ledger.credit, &cols.amounts)?),
+        ],
+    )?;
+    let mut tcols: Vec<(String, ArrayRef)> = vec![
+        (
+            "beneficiary_id".into(),
+            gather_ids(ids, &out.totals.beneficiary),
+        ),
+        (
+            "credit".into(),
+            T::to_array(out.totals.credit, &cols.amounts)?,
+        ),
+        (
+            "events".into(),
+            Arc::new(Int64Array::from_iter_values(
+                out.totals.events.iter().map(|&e| e as i64),
+            )),
+        ),
+    ];
+    for (k, col) in out.totals.by_level.into_iter().enumerate().take(levels) {
+        tcols.push((
+            format!("credit_level_{}", k + 1),
+            T::to_array(col, &cols.amounts)?,
+        ));
+    }
+    let totals = to_pyarrow(
+        py,
+        tcols.iter().map(|(n, a)| (n.as_str(), a.clone())).collect(),
+    )?;
+    let s = out.stats;
+    let stats = PyDict::new(py);
+    stats.set_item("events", s.events)?;
+    stats.set_item("creditable_events", s.creditable_events)?;
+    stats.set_item("unknown_buyer_events", s.unknown_buyer_events)?;
+    stats.set_item("ledger_rows", s.ledger_rows)?;
+    stats.set_item("credited", s.credited.to_py(py, scale)?)?;
+    stats.set_item("forfeited", s.forfeited.to_py(py, scale)?)?;
+    stats.set_item("capped_off", s.capped_off.to_py(py, scale)?)?;
+    let issues = issues_table(py, &out.issues)?;
+    Ok((ledger, totals, stats.into_any().unbind(), issues))
+}
+
+/// Attributes an events table over a graph; see `ReferralGraph.attribute`.
+#[pyfunction]
+#[pyo3(signature = (graph, events, policy, *, user_id, amount, ts, ts_required, event_id, event_id_required, on_invalid))]
+#[allow(clippy::too_many_arguments)]
+pub fn attribute(
+    py: Python<'_>,
+    graph: &Bound<'_, PyReferralGraph>,
+    events: PyRecordBatchReader,
+    policy: &Bound<'_, PyAny>,
+    user_id: &str,
+    amount: &str,
+    ts: Option<&str>,
+    ts_required: bool,
+    event_id: Option<&str>,
+    event_id_required: bool,
+    on_invalid: &str,
+) -> PyResult<Tables> {
+    let mode = parse_on_invalid(on_invalid)?;
+    let names = EventNames {
+        user_id,
+        amount,
+        ts,
+        ts_required,
+        event_id,
+        event_id_required,
+    };
+    let cols = guard(|| EventColumns::read(events, &names))?;
+    let forest = &graph.get().forest;
+    match &cols.amounts {
+        Amounts::Int(a) => run::<i64>(py, forest, &cols, a.values(), &names, policy, mode),
+        Amounts::Dec(a, ..) => run::<i128>(py, forest, &cols, a.values(), &names, policy, mode),
+        Amounts::Float(a) => run::<f64>(py, forest, &cols, a.values(), &names, policy, mode),
+    }
+}
+
+enum AnySession {
+    Int(Session<i64>),
+    Dec(Session<i128>, i8),
+    Float(Session<f64>),
+}
+
+/// A thread-safe attribution session (the service path).
+#[pyclass(frozen, name = "Session", module = "referralgraph._core")]
+pub struct PySession {
+    inner: AnySession,
+}
+
+fn user_ix(forest: &Forest, user_id: &Bound<'_, PyAny>) -> PyResult<Option<UserIx>> {
+    if let Ok(s) = user_id.cast::<pyo3::types::PyString>() {
+        return Ok(forest.lookup(IdRef::Str(s.to_str()?.as_bytes())));
+    }
+    match user_id.extract::<i64>() {
+        Ok(x) => Ok(forest.lookup(IdRef::Int(x))),
+        Err(_) => Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "user_id must be an int or a str, not {}",
+            user_id.get_type().name()?
+        ))),
+    }
+}
+
+fn credits_to_py<'py, T: Face>(
+    py: Python<'py>,
+    forest: &Forest,
+    credits: Vec<(UserIx, u8, T)>,
+    scale: i8,
+) -> PyResult<Bound<'py, PyList>> {
+    let ids = forest.ids();
+    let items = credits
+        .into_iter()
+        .map(|(b, level, c)| {
+            let id: Bound<'py, PyAny> = match ids.get(b) {
+                IdRef::Int(x) => x.into_pyobject(py)?.into_any(),
+                IdRef::Str(s) => {
+                    pyo3::types::PyString::new(py, &String::from_utf8_lossy(s)).into_any()
+                }
+            };
+            PyTuple::new(
+                py,
+                [id, level.into_pyobject(py)?.into_any(), c.to_py(py, scale)?],
+            )
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, items)
+}
+
+#[pymethods]
+impl PySession {
+    /// Attributes one event and updates the state: a list of
+    /// (beneficiary_id, level, credit). `amount` is an int (int64 and
+    /// decimal sessions: minor units / unscaled) or a float.
+    #[pyo3(signature = (user_id, amount, ts_ns=None))]
+    fn attribute<'py>(
+        &self,
+        py: Python<'py>,
+        user_id: &Bound<'py, PyAny>,
+        amount: &Bound<'py, PyAny>,
+        ts_ns: Option<i64>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        macro_rules! go {
+            ($s:expr, $scale:expr) => {{
+                let forest = $s.forest();
+                let b = user_ix(forest, user_id)?;
+                let credits = $s
+                    .attribute(b, amount.extract()?, ts_ns)
+                    .map_err(PyCoreErr)?;
+                credits_to_py(py, forest, credits, $scale)
+            }};
+        }
+        match &self.inner {
+            AnySession::Int(s) => go!(s, 0),
+            AnySession::Dec(s, scale) => go!(s, *scale),
+            AnySession::Float(s) => go!(s, 0),
+        }
+    }
+
+    /// "int", "decimal" or "float", and the decimal scale.
+    #[getter]
+    fn amount_kind(&self) -> (&'static str, i8) {
+        match &self.inner {
+            AnySession::Int(_) => ("int", 0),
+            AnySession::Dec(_, s) => ("decimal", *s),
+            AnySession::Float(_) => ("float", 0),
+        }
+    }
+}
+
+/// A session over `graph`: with `history` (an events table) its state
+/// reflects those events; without, amounts are of `amount_kind`.
+#[pyfunction]
+#[pyo3(signature = (graph, policy, history, *, amount_kind, scale, user_id, amount, ts, ts_required, event_id, event_id_required))]
+#[allow(clippy::too_many_arguments)]
+pub fn session(
+    py: Python<'_>,
+    graph: &Bound<'_, PyReferralGraph>,
+    policy: &Bound<'_, PyAny>,
+    history: Option<PyRecordBatchReader>,
+    amount_kind: &str,
+    scale: i8,
+    user_id: &str,
+    amount: &str,
+    ts: Option<&str>,
+    ts_required: bool,
+    event_id: Option<&str>,
+    event_id_required: bool,
+) -> PyResult<PySession> {
+    let forest = graph.get().forest.clone();
+    let names = EventNames {
+        user_id,
+        amount,
+        ts,
+        ts_required,
+        event_id,
+        event_id_required,
+    };
+    let Some(history) = history else {
+        let amounts = match amount_kind {
+            "int" => Amounts::Int(Int64Array::from(Vec::<i64>::new())),
+            "float" => Amounts::Float(Float64Array::from(Vec::<f64>::new())),
+            "decimal" => Amounts::Dec(Decimal128Array::from(Vec::<i128>::new()), 38, scale),
+            other => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "amount_kind must be \"int\", \"decimal\" or \"float\", not {other:?}"
+                )))
+            }
+        };
+        let inner = match amounts {
+            Amounts::Int(_) => {
+                AnySession::Int(Session::new(forest, core_policy(py, policy, &amounts)?))
+            }
+            Amounts::Dec(..) => AnySession::Dec(
+                Session::new(forest, core_policy(py, policy, &amounts)?),
+                scale,
+            ),
+            Amounts::Float(_) => {
+                AnySession::Float(Session::new(forest, core_policy(py, policy, &amounts)?))
+            }
+        };
+        return Ok(PySession { inner });
+    };
+    let cols = guard(|| EventColumns::read(history, &names))?;
+    macro_rules! with_history {
+        ($values:expr, $variant:expr) => {{
+            let p = core_policy(py, policy, &cols.amounts)?;
+            let input = cols.input($values, &names);
+            let f = forest.clone();
+            $variant(enter_core(py, move || Session::with_history(f, p, &input))?)
+        }};
+    }
+    let inner = match &cols.amounts {
+        Amounts::Int(a) => with_history!(a.values(), AnySession::Int),
+        Amounts::Dec(a, _, s) => {
+            let s = *s;
+            with_history!(a.values(), |x| AnySession::Dec(x, s))
+        }
+        Amounts::Float(a) => with_history!(a.values(), AnySession::Float),
+    };
+    Ok(PySession { inner })
+}
