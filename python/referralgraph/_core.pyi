@@ -64,3 +64,38 @@ def synthetic_program(
     days: int,
 ) -> tuple[pa.Table, pa.Table]: ...
 def _panic_for_test() -> None: ...
+
+class Session:
+    def attribute(
+        self, user_id: int | str, amount: int | float, ts_ns: int | None = None
+    ) -> list[tuple[int | str, int, Any]]: ...
+    @property
+    def amount_kind(self) -> tuple[str, int]: ...
+
+def attribute(
+    graph: ReferralGraph,
+    events: Any,
+    policy: Any,
+    *,
+    user_id: str,
+    amount: str,
+    ts: str | None,
+    ts_required: bool,
+    event_id: str | None,
+    event_id_required: bool,
+    on_invalid: str,
+) -> tuple[pa.Table, pa.Table, dict[str, Any], pa.Table]: ...
+def session(
+    graph: ReferralGraph,
+    policy: Any,
+    history: Any | None,
+    *,
+    amount_kind: str,
+    scale: int,
+    user_id: str,
+    amount: str,
+    ts: str | None,
+    ts_required: bool,
+    event_id: str | None,
+    event_id_required: bool,
+) -> Session: ...

@@ -46,15 +46,18 @@ def to_ns(ts: Any) -> int | None:
         return ts
     if hasattr(ts, "value") and type(ts).__name__ == "Timestamp":  # pandas
         return int(ts.value)
+    if isinstance(ts, pa.TimestampScalar):
+        value: Any = ts.as_py()
+        return to_ns(value) if ts.is_valid else None
     if type(ts).__name__ == "datetime64":
         import numpy as np
 
-        return int(np.datetime64(ts, "ns").astype("int64"))
+        return int(np.datetime64(ts, "ns").astype(np.int64))
     if isinstance(ts, dt.datetime):
         if ts.tzinfo is None:
             ts = ts.replace(tzinfo=dt.UTC)
         delta = ts - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-        return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+        return int((delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000)
     if isinstance(ts, dt.date):
         return (ts - dt.date(1970, 1, 1)).days * 86_400 * 10**9
     raise TypeError(f"ts must be a timestamp, not {type(ts).__name__}")
@@ -85,7 +88,7 @@ class Session:
         amount: int | float | Decimal,
         ts: Any = None,
         event_id: Any = None,
-    ) -> list[tuple[int | str, int, int | float | Decimal]]:
+    ) -> list[tuple[int | str, int, Any]]:
         """Credits one purchase (or refund, when negative): a list of
         (beneficiary_id, level, credit), level 1 first. ``event_id`` is
         accepted for symmetry with the batch API and not used."""

@@ -203,7 +203,7 @@ class ReferralGraph:
         ts: Any = None,
         *,
         policy: Policy,
-    ) -> list[tuple[int | str, int, int | float]]:
+    ) -> list[tuple[int | str, int, Any]]:
         """Credits of one event under a stateless policy (no qualification,
         first-N or cap: those need a :meth:`session` with history)."""
         if policy.stateful:

@@ -85,9 +85,9 @@ def attribute(
         if qualify is None:
             return True
         mine = [k for k in range(len(events)) if events[k]["user_id"] == a and ts[k] <= t]
-        if qualify == "purchased":
+        if isinstance(qualify, str):  # "purchased"
             return any(events[k]["amount"] > 0 for k in mine)
-        return sum((events[k]["amount"] for k in mine), zero) >= qualify
+        return bool(sum((events[k]["amount"] for k in mine), zero) >= qualify)
 
     # Rules 1, 4, 5: walk the chain; 7: ledger in input order, then level.
     out = Result()
