@@ -452,7 +452,7 @@ def test_engine_matches_reference_float(program):
 def _check(referrals: pa.Table, events: pa.Table, policy: rg.Policy, scale: int = 0) -> None:
     got = rg.ReferralGraph.from_arrow(referrals).attribute(events, policy)
     want = _reference(referrals, events, policy, scale)
-    money = ("amount", "credit") + tuple(f"credit_level_{k}" for k in range(1, 5))
+    money = ("amount", "credit", *(f"credit_level_{k}" for k in range(1, 5)))
     assert _unscaled(got.ledger.to_pylist(), scale, money) == want.ledger
     assert _unscaled(got.totals.to_pylist(), scale, money) == want.totals
     stats = dict(got.stats)
@@ -478,36 +478,22 @@ def test_without_ts_and_with_string_event_ids(referrals, data):
 @given(rgst.programs(amount_type="int64"))
 def test_fresh_session_replays_the_batch_when_ts_are_distinct(program):
     referrals, events, policy = program
-    ts = events.column("ts").to_pylist()
-    if len(set(ts)) != len(ts):
-        events = events.set_column(
-            events.schema.get_field_index("ts"),
-            "ts",
-            pa.array([T0 + dt.timedelta(minutes=k) for k in range(events.num_rows)], pa.timestamp("us")),
-        )  # fmt: skip
+    events = events.select(["user_id", "amount"])  # event_id = row number
+    distinct = [T0 + dt.timedelta(minutes=k * 7 % 60, hours=k) for k in range(events.num_rows)]
+    events = events.append_column("ts", pa.array(distinct, pa.timestamp("us")))
     g = rg.ReferralGraph.from_arrow(referrals)
-    batch = g.attribute(events, policy)
+    batch = g.attribute(events, policy).ledger.to_pylist()
     s = g.session(policy)
-    rows = sorted(range(events.num_rows), key=lambda i: (events["ts"][i].as_py(), i))
     got = []
-    for i in rows:
-        e = events.slice(i, 1).to_pylist()[0]
+    for i, e in sorted(enumerate(events.to_pylist()), key=lambda x: (x[1]["ts"], x[0])):
         for b, level, credit in s.attribute(e["user_id"], e["amount"], ts=e["ts"]):
             got.append((i, b, level, credit))
-    want = [
-        (r["event_id"] if "event_id" not in events.column_names else None, r)
-        for r in batch.ledger.to_pylist()
-    ]
-    by_row = {}
-    ev_rows = (
-        batch.ledger.column("event_id").to_pylist()
-        if "event_id" not in events.column_names
-        else [events.column("event_id").to_pylist().index(x) for x in batch.ledger.column("event_id").to_pylist()]
-    )  # fmt: skip
-    for row, (_, r) in zip(ev_rows, want, strict=True):
-        by_row.setdefault(row, []).append((row, r["beneficiary_id"], r["level"], r["credit"]))
-    expected = [x for i in rows for x in by_row.get(i, [])]
-    assert got == expected
+    order = {i: k for k, i in enumerate(sorted(range(len(distinct)), key=lambda i: distinct[i]))}
+    want = sorted(
+        ((r["event_id"], r["beneficiary_id"], r["level"], r["credit"]) for r in batch),
+        key=lambda x: (order[x[0]], x[2]),
+    )
+    assert got == want
 
 
 def test_session_with_history_and_time_order():

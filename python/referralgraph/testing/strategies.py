@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 from hypothesis import strategies as st
 
-from ..policy import MinSpend, Policy
+from ..policy import MinSpend, Policy, Qualify
 
 __all__ = ["events", "invalid_referral_tables", "policies", "programs", "referral_tables"]
 
@@ -135,14 +135,16 @@ def policies(draw: st.DrawFn, *, with_window: bool = True, amount_type: str = "i
             return x
         return x / scale if amount_type == "float64" else Decimal(x).scaleb(-2)
 
-    qualify = draw(st.sampled_from([None, "purchased", "min"]))
+    qualify: Qualify = draw(
+        st.sampled_from(
+            [None, "purchased", MinSpend(money(draw(st.sampled_from([1, 5000, 10000]))))]
+        )
+    )
     return Policy(
         rates=rates,
         window=draw(st.sampled_from([None, "12h", "1d"])) if with_window else None,
         max_events_per_buyer=draw(st.sampled_from([None, 1, 2])),
-        qualify=MinSpend(money(draw(st.sampled_from([1, 5000, 10000]))))
-        if qualify == "min"
-        else qualify,
+        qualify=qualify,
         compression=draw(st.booleans()),
         cap_per_beneficiary=draw(st.sampled_from([None, money(0), money(500), money(2000)])),
     )
