@@ -460,7 +460,10 @@ def _check(referrals: pa.Table, events: pa.Table, policy: rg.Policy, scale: int 
         for k in ("credited", "forfeited", "capped_off"):
             stats[k] = int(stats[k].scaleb(scale))
     if isinstance(stats["forfeited"], float):
-        assert stats.pop("forfeited") == pytest.approx(want.stats.pop("forfeited"))
+        # Float aggregates are summed in a fixed (thread-independent) order
+        # that differs from the reference's; values agree to rounding.
+        for k in ("credited", "forfeited", "capped_off"):
+            assert stats.pop(k) == pytest.approx(want.stats.pop(k), abs=1e-9)
     assert stats == want.stats
 
 

@@ -8,6 +8,7 @@ import time
 
 from . import synthetic
 from .graph import ReferralGraph
+from .policy import Policy
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -32,6 +33,35 @@ def _demo(args: argparse.Namespace) -> int:
 
     counts = np.bincount(depth)
     print("users by depth:    " + ", ".join(f"{d}: {c:,}" for d, c in enumerate(counts[:8])))
+
+    policy = Policy(
+        rates=[0.10, 0.05, 0.02],
+        window="365d",
+        qualify="purchased",
+        cap_per_beneficiary=50_000,
+    )
+    t3 = time.perf_counter()
+    result = g.attribute(events, policy)
+    t4 = time.perf_counter()
+    s = result.stats
+    print(f"\nattribution:       {policy}")
+    print(
+        f"                   {s['events']:,} events in {t4 - t3:.3f} s "
+        f"({s['events'] / (t4 - t3) / 1e6:.1f} M events/s), {s['ledger_rows']:,} ledger rows"
+    )
+    print(
+        f"credited:          {s['credited'] / 100:,.2f} (forfeited {s['forfeited'] / 100:,.2f}, "
+        f"capped off {s['capped_off'] / 100:,.2f})"
+    )
+    print("top beneficiaries:")
+    for row in result.totals.slice(0, 5).to_pylist():
+        levels = ", ".join(
+            f"L{k}: {row[f'credit_level_{k}'] / 100:,.2f}" for k in range(1, policy.levels + 1)
+        )
+        print(
+            f"  {row['beneficiary_id']:>14}  {row['credit'] / 100:>10,.2f}  "
+            f"from {row['events']:,} events ({levels})"
+        )
     return 0
 
 

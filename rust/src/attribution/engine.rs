@@ -15,6 +15,9 @@
 //!
 //! O(m log m + m·D) time; memory: the ledger plus a few arrays per user.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::OnceLock;
+
 use rayon::prelude::*;
 
 use super::limits;
@@ -22,10 +25,14 @@ use super::money::Money;
 use super::policy::{Policy, Qualify};
 use crate::error::{Error, Issue, IssueKind, OnInvalid, Result};
 use crate::forest::{lookup_par, Forest, NULL_TS};
-use crate::ids::{IdSlice, UserIx, NO_USER};
+use crate::ids::{prefetch, IdSlice, UserIx, NO_USER};
 
 /// Rows per parallel work item: fixed, so results never depend on threads.
 pub(crate) const CHUNK: usize = 1 << 13;
+/// Events whose chains are walked together (their cache misses overlap).
+const GROUP: usize = 16;
+/// Levels fetched ahead for a group; deeper levels are walked one by one.
+const PREFETCH_LEVELS: usize = 8;
 
 /// An events table, borrowed from the caller's Arrow buffers.
 #[derive(Debug, Clone, Copy)]
@@ -127,6 +134,16 @@ pub(crate) enum Qualification<T> {
 }
 
 impl<T: Money> Qualification<T> {
+    /// Hints the cache about `a`'s qualification data.
+    #[inline]
+    pub(crate) fn prefetch(&self, a: UserIx) {
+        match self {
+            Qualification::Always => {}
+            Qualification::FirstPurchase(first) => prefetch(&first[a as usize]),
+            Qualification::Timeline { offsets, .. } => prefetch(&offsets[a as usize]),
+        }
+    }
+
     #[inline]
     pub(crate) fn qualified(&self, a: UserIx, t: i64) -> bool {
         match self {
@@ -151,18 +168,25 @@ impl<T: Money> Qualification<T> {
 }
 
 /// Everything the passes share about the (validated) events.
-struct Prepared<'a, T> {
-    ev: &'a EventInput<'a, T>,
+pub(crate) struct Prepared<'a, T> {
+    pub(crate) ev: &'a EventInput<'a, T>,
     /// Row passed validation.
     ok: Option<Vec<bool>>,
-    buyer: Vec<UserIx>,
-    /// Valid rows in (ts, row) order.
-    order: Vec<u32>,
+    /// Buyer of each row (`NO_USER`: unknown, or the row was left out).
+    pub(crate) buyer: Vec<UserIx>,
+    /// Valid rows in (ts, row) order, built only when a rule needs it
+    /// (first-N, caps, `MinSpend`).
+    order: OnceLock<Vec<u32>>,
 }
 
 impl<T: Money> Prepared<'_, T> {
+    pub(crate) fn order(&self) -> &[u32] {
+        self.order
+            .get_or_init(|| event_order(self.ev, self.ok.as_deref()))
+    }
+
     #[inline]
-    fn ts(&self, r: usize) -> i64 {
+    pub(crate) fn ts(&self, r: usize) -> i64 {
         // No ts column: every event at time 0, so "ts <= t" always holds
         // (qualification uses all events) and (ts, row) order is row order.
         self.ev.ts.map_or(0, |(v, _)| v[r])
@@ -188,10 +212,10 @@ pub fn attribute<T: Money>(
     check_inputs(forest, ev, policy)?;
     let (prep, issues) = prepare(forest, ev, mode)?;
     let qual = qualification(forest, &prep, policy)?;
-    let (eligible, creditable) = limits::eligible(forest, &prep_view(&prep), policy);
+    let (eligible, creditable) = limits::eligible(forest, &prep, policy);
     let (mut ledger, forfeited) = walk(forest, &prep, policy, &qual, &eligible)?;
     let capped_off = match policy.cap_per_beneficiary {
-        Some(cap) => limits::apply_cap(forest.num_users(), &prep.order, &mut ledger, cap)?,
+        Some(cap) => limits::apply_cap(forest.num_users(), prep.order(), &mut ledger, cap)?,
         None => T::ZERO,
     };
     let totals = totals(forest, &ledger, policy.levels())?;
@@ -252,28 +276,14 @@ pub(crate) fn check_inputs<T: Money>(
     Ok(())
 }
 
-/// A borrowed view of what `limits` needs.
-pub(crate) struct View<'a> {
-    pub buyer: &'a [UserIx],
-    pub order: &'a [u32],
-    pub ts: Option<&'a [i64]>,
-}
-
-fn prep_view<'a, T: Money>(p: &'a Prepared<'a, T>) -> View<'a> {
-    View {
-        buyer: &p.buyer,
-        order: &p.order,
-        ts: p.ev.ts.map(|(v, _)| v),
-    }
-}
-
 /// Strict validation, buyers as user indices, and the (ts, row) order.
 pub(crate) fn validated_order<T: Money>(
     forest: &Forest,
     ev: &EventInput<'_, T>,
 ) -> Result<(Vec<UserIx>, Vec<u32>)> {
     let (prep, _) = prepare(forest, ev, OnInvalid::Raise)?;
-    Ok((prep.buyer, prep.order))
+    let order = prep.order().to_vec();
+    Ok((prep.buyer, order))
 }
 
 fn prepare<'a, T: Money>(
@@ -345,13 +355,12 @@ fn prepare<'a, T: Money>(
     let buyer = lookup_par(forest, m, |r| {
         (ok.as_ref().is_none_or(|o| o[r])).then(|| ev.buyer.get(r))
     });
-    let order = event_order(ev, ok.as_deref());
     Ok((
         Prepared {
             ev,
             ok,
             buyer,
-            order,
+            order: OnceLock::new(),
         },
         issues,
     ))
@@ -366,12 +375,14 @@ fn event_order<T>(ev: &EventInput<'_, T>, ok: Option<&[bool]>) -> Vec<u32> {
     let Some((ts, _)) = ev.ts else {
         return rows().collect();
     };
-    let sorted = (1..m).into_par_iter().all(|r| ts[r - 1] <= ts[r]);
-    let mut order: Vec<u32> = rows().collect();
-    if !sorted {
-        order.par_sort_unstable_by_key(|&r| (ts[r as usize], r));
+    if (1..m).into_par_iter().all(|r| ts[r - 1] <= ts[r]) {
+        return rows().collect();
     }
-    order
+    // Sort packed (ts, row) keys: comparisons touch only the keys, not
+    // random rows of the ts column.
+    let mut keys: Vec<(i64, u32)> = rows().map(|r| (ts[r as usize], r)).collect();
+    keys.par_sort_unstable();
+    keys.into_iter().map(|(_, r)| r).collect()
 }
 
 fn qualification<T: Money>(
@@ -384,18 +395,21 @@ fn qualification<T: Money>(
     Ok(match policy.qualify {
         Qualify::Always => Qualification::Always,
         Qualify::Purchased => {
-            let mut first = vec![i64::MAX; n];
-            for &r in &prep.order {
-                let (r, b) = (r as usize, prep.buyer[r as usize]);
-                if b != NO_USER && amount[r].is_positive() && first[b as usize] == i64::MAX {
-                    first[b as usize] = prep.ts(r);
+            // The earliest positive purchase per user: a min, so any order
+            // (and any thread interleaving) gives the same answer.
+            let first: Vec<AtomicI64> = (0..n).map(|_| AtomicI64::new(i64::MAX)).collect();
+            (0..amount.len()).into_par_iter().for_each(|r| {
+                let b = prep.buyer[r];
+                if b != NO_USER && amount[r].is_positive() {
+                    first[b as usize].fetch_min(prep.ts(r), Ordering::Relaxed);
                 }
-            }
-            Qualification::FirstPurchase(first)
+            });
+            Qualification::FirstPurchase(first.into_iter().map(AtomicI64::into_inner).collect())
         }
         Qualify::MinSpend(min) => {
             let mut offsets = vec![0u32; n + 1];
-            for &r in &prep.order {
+            let order = prep.order();
+            for &r in order {
                 let b = prep.buyer[r as usize];
                 if b != NO_USER {
                     offsets[b as usize + 1] += 1;
@@ -408,7 +422,7 @@ fn qualification<T: Money>(
             let mut next = offsets.clone();
             let mut ts = vec![0i64; total];
             let mut prefix = vec![T::ZERO; total];
-            for &r in &prep.order {
+            for &r in order {
                 let (r, b) = (r as usize, prep.buyer[r as usize]);
                 if b == NO_USER {
                     continue;
@@ -450,37 +464,76 @@ fn walk<T: Money>(
         .map(|c| {
             let mut out = Ledger::default();
             let mut forfeited = T::ZERO;
-            for r in c * CHUNK..((c + 1) * CHUNK).min(m) {
-                if !eligible[r] {
-                    continue;
+            let rows: Vec<usize> = (c * CHUNK..((c + 1) * CHUNK).min(m))
+                .filter(|&r| eligible[r])
+                .collect();
+            // Walking a chain is a series of dependent cache misses; walk a
+            // group of events level by level instead, prefetching every
+            // event's next parent, so their misses overlap.
+            let depth = levels.min(PREFETCH_LEVELS);
+            let mut anc = [[NO_USER; PREFETCH_LEVELS]; GROUP];
+            for group in rows.chunks(GROUP) {
+                for (i, &r) in group.iter().enumerate() {
+                    prefetch(&parent[prep.buyer[r] as usize]);
+                    anc[i][0] = prep.buyer[r];
                 }
-                let b = prep.buyer[r];
-                let (t, amount) = (prep.ts(r), prep.ev.amount[r]);
-                let mut a = parent[b as usize];
-                let mut level = 0usize;
-                while a != NO_USER && level < levels {
-                    let credit = amount.credit(policy.ppm[level]);
-                    if qual.qualified(a, t) {
-                        out.event_row.push(r as u32);
-                        out.buyer.push(b);
-                        out.beneficiary.push(a);
-                        out.level.push(level as u8 + 1);
-                        out.credit.push(credit);
-                        level += 1;
-                    } else if !policy.compression {
-                        forfeited = sum(forfeited, credit, "the forfeited total")?;
-                        level += 1;
+                for k in 0..depth {
+                    for (i, _) in group.iter().enumerate() {
+                        let below = if k == 0 { anc[i][0] } else { anc[i][k - 1] };
+                        let a = if below == NO_USER {
+                            NO_USER
+                        } else {
+                            parent[below as usize]
+                        };
+                        anc[i][k] = a;
+                        if a != NO_USER {
+                            prefetch(&parent[a as usize]);
+                            qual.prefetch(a);
+                        }
                     }
-                    a = parent[a as usize];
+                }
+                for (i, &r) in group.iter().enumerate() {
+                    let b = prep.buyer[r];
+                    let (t, amount) = (prep.ts(r), prep.ev.amount[r]);
+                    let mut level = 0usize;
+                    let mut hop = 0usize;
+                    let mut a = anc[i][0];
+                    while a != NO_USER && level < levels {
+                        let credit = amount.credit(policy.ppm[level]);
+                        if qual.qualified(a, t) {
+                            out.event_row.push(r as u32);
+                            out.buyer.push(b);
+                            out.beneficiary.push(a);
+                            out.level.push(level as u8 + 1);
+                            out.credit.push(credit);
+                            level += 1;
+                        } else if !policy.compression {
+                            forfeited = sum(forfeited, credit, "the forfeited total")?;
+                            level += 1;
+                        }
+                        hop += 1;
+                        a = if hop < depth {
+                            anc[i][hop]
+                        } else {
+                            parent[a as usize]
+                        };
+                    }
                 }
             }
             Ok((out, forfeited))
         })
         .collect();
-    let mut ledger = Ledger::default();
+    let chunks: Vec<(Ledger<T>, T)> = chunks.into_iter().collect::<Result<_>>()?;
+    let rows: usize = chunks.iter().map(|(l, _)| l.len()).sum();
+    let mut ledger = Ledger {
+        event_row: Vec::with_capacity(rows),
+        buyer: Vec::with_capacity(rows),
+        beneficiary: Vec::with_capacity(rows),
+        level: Vec::with_capacity(rows),
+        credit: Vec::with_capacity(rows),
+    };
     let mut forfeited = T::ZERO;
-    for chunk in chunks {
-        let (part, f) = chunk?;
+    for (part, f) in chunks {
         forfeited = sum(forfeited, f, "the forfeited total")?;
         ledger.event_row.extend(part.event_row);
         ledger.buyer.extend(part.buyer);
@@ -491,33 +544,71 @@ fn walk<T: Money>(
     Ok((ledger, forfeited))
 }
 
-/// Sums the ledger per beneficiary (in ledger order) and sorts the
-/// leaderboard: credit descending, ties by id ascending.
+/// Ranges of beneficiaries handled as independent parallel tasks; fixed,
+/// so sums (floats included) never depend on the thread count.
+pub(crate) const RANGES: usize = 16;
+
+/// Ledger rows of each beneficiary range, each list in ledger order. Every
+/// task scans the beneficiary column (sequential reads) and keeps its own.
+pub(crate) fn rows_by_range(beneficiary: &[UserIx], num_users: usize) -> Vec<Vec<u32>> {
+    let width = num_users.div_ceil(RANGES).max(1);
+    (0..RANGES)
+        .into_par_iter()
+        .map(|t| {
+            let (lo, hi) = ((t * width) as u32, ((t + 1) * width).min(num_users) as u32);
+            (0..beneficiary.len() as u32)
+                .filter(|&i| (lo..hi).contains(&beneficiary[i as usize]))
+                .collect()
+        })
+        .collect()
+}
+
+/// Sums the ledger per beneficiary (in ledger order, per range in
+/// parallel) and sorts the leaderboard: credit descending, ties by id.
 pub(crate) fn totals<T: Money>(
     forest: &Forest,
     ledger: &Ledger<T>,
     levels: usize,
 ) -> Result<Totals<T>> {
-    let mut slot = vec![NO_USER; forest.num_users()];
-    let mut who: Vec<UserIx> = Vec::new();
-    let mut credit: Vec<T> = Vec::new();
-    let mut events: Vec<u64> = Vec::new();
-    let mut by_level: Vec<T> = Vec::new();
-    for i in 0..ledger.len() {
-        let b = ledger.beneficiary[i] as usize;
-        if slot[b] == NO_USER {
-            slot[b] = who.len() as u32;
-            who.push(b as u32);
-            credit.push(T::ZERO);
-            events.push(0);
-            by_level.extend(std::iter::repeat_n(T::ZERO, levels));
-        }
-        let s = slot[b] as usize;
-        let c = ledger.credit[i];
-        credit[s] = sum(credit[s], c, "a beneficiary's credit total")?;
-        events[s] += 1;
-        let k = s * levels + ledger.level[i] as usize - 1;
-        by_level[k] = sum(by_level[k], c, "a beneficiary's credit total")?;
+    let n = forest.num_users();
+    let width = n.div_ceil(RANGES).max(1);
+    type Part<T> = (Vec<UserIx>, Vec<T>, Vec<u64>, Vec<T>);
+    let parts: Vec<Result<Part<T>>> = rows_by_range(&ledger.beneficiary, n)
+        .into_par_iter()
+        .enumerate()
+        .map(|(t, rows)| {
+            let lo = t * width;
+            let mut slot = vec![NO_USER; width.min(n.saturating_sub(lo))];
+            let (mut who, mut credit, mut events, mut by_level) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for i in rows {
+                let i = i as usize;
+                let b = ledger.beneficiary[i] as usize;
+                if slot[b - lo] == NO_USER {
+                    slot[b - lo] = who.len() as u32;
+                    who.push(b as u32);
+                    credit.push(T::ZERO);
+                    events.push(0u64);
+                    by_level.extend(std::iter::repeat_n(T::ZERO, levels));
+                }
+                let s = slot[b - lo] as usize;
+                let c = ledger.credit[i];
+                credit[s] = sum(credit[s], c, "a beneficiary's credit total")?;
+                events[s] += 1;
+                let k = s * levels + ledger.level[i] as usize - 1;
+                by_level[k] = sum(by_level[k], c, "a beneficiary's credit total")?;
+            }
+            Ok((who, credit, events, by_level))
+        })
+        .collect();
+    let (mut who, mut credit, mut events, mut by_level) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for part in parts {
+        let (w, c, e, l) = part?;
+        who.extend(w);
+        credit.extend(c);
+        events.extend(e);
+        by_level.extend(l);
     }
     let ids = forest.ids();
     let mut rank: Vec<u32> = (0..who.len() as u32).collect();

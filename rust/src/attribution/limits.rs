@@ -5,7 +5,7 @@
 
 use rayon::prelude::*;
 
-use super::engine::{in_window, sum, Ledger, View};
+use super::engine::{in_window, rows_by_range, sum, Ledger, Prepared, RANGES};
 use super::money::Money;
 use super::policy::Policy;
 use crate::error::Result;
@@ -16,7 +16,7 @@ use crate::ids::NO_USER;
 /// (known buyer with a referrer, inside the window), before first-N.
 pub(crate) fn eligible<T: Money>(
     forest: &Forest,
-    v: &View<'_>,
+    v: &Prepared<'_, T>,
     policy: &Policy<T>,
 ) -> (Vec<bool>, u64) {
     let parent = forest.parent();
@@ -28,10 +28,10 @@ pub(crate) fn eligible<T: Money>(
             if b == NO_USER || parent[b as usize] == NO_USER {
                 return false;
             }
-            match (policy.window_ns, joined, v.ts) {
-                (Some(w), Some(j), Some(ts)) => in_window(j, b, ts[r], w),
-                (Some(_), _, _) => false, // checked earlier: window needs both
-                (None, _, _) => true,
+            match (policy.window_ns, joined) {
+                (Some(w), Some(j)) => in_window(j, b, v.ts(r), w),
+                (Some(_), None) => false, // checked earlier: a window needs joined_at
+                (None, _) => true,
             }
         })
         .collect();
@@ -41,7 +41,7 @@ pub(crate) fn eligible<T: Money>(
     };
     let mut seen = vec![0u32; forest.num_users()];
     let mut eligible = vec![false; creditable.len()];
-    for &r in v.order {
+    for &r in v.order() {
         let r = r as usize;
         if creditable[r] {
             let s = &mut seen[v.buyer[r] as usize];
@@ -55,54 +55,77 @@ pub(crate) fn eligible<T: Money>(
 /// Cuts credits so each beneficiary's running total, taken in event order,
 /// never exceeds `cap`: a credit that would cross it is paid partly, later
 /// ones nothing, and refunds (negative credits) lower the running total.
-/// Returns the credit cut off.
+/// Beneficiary ranges run in parallel; within one, rows are taken in
+/// (ts, row) order of their events. Returns the credit cut off.
 pub(crate) fn apply_cap<T: Money>(
     num_users: usize,
     order: &[u32],
     ledger: &mut Ledger<T>,
     cap: T,
 ) -> Result<T> {
-    // Ledger rows of each event (they are grouped by event, in input order).
     let events = ledger
         .event_row
         .iter()
         .map(|&r| r as usize + 1)
         .max()
         .unwrap_or(0);
-    let mut start = vec![0u32; events + 1];
-    for &r in &ledger.event_row {
-        start[r as usize + 1] += 1;
-    }
-    for e in 0..events {
-        start[e + 1] += start[e];
-    }
-    let mut running = vec![T::ZERO; num_users];
-    let mut cut = T::ZERO;
-    for &r in order {
-        let r = r as usize;
-        if r >= events {
-            continue;
+    let mut rank = vec![u32::MAX; events];
+    for (k, &r) in order.iter().enumerate() {
+        if (r as usize) < events {
+            rank[r as usize] = k as u32;
         }
-        for i in start[r] as usize..start[r + 1] as usize {
-            let b = ledger.beneficiary[i] as usize;
-            let want = ledger.credit[i];
-            let paid = if want.is_positive() {
-                let room = cap.checked_sub(running[b]).unwrap_or(T::ZERO);
-                if want > room {
-                    room
+    }
+    let width = num_users.div_ceil(RANGES).max(1);
+    let credit = &ledger.credit;
+    let (event_row, beneficiary) = (&ledger.event_row, &ledger.beneficiary);
+    // Per range: (ledger row, credit paid) and the credit cut off.
+    type Paid<T> = Result<(Vec<(u32, T)>, T)>;
+    let parts: Vec<Paid<T>> = rows_by_range(beneficiary, num_users)
+        .into_par_iter()
+        .enumerate()
+        .map(|(t, rows)| {
+            let lo = t * width;
+            // An event pays a beneficiary once, so (rank, row) orders rows;
+            // sort packed keys rather than reading ranks in comparisons.
+            let mut keys: Vec<u64> = rows
+                .iter()
+                .map(|&i| ((rank[event_row[i as usize] as usize] as u64) << 32) | i as u64)
+                .collect();
+            keys.sort_unstable();
+            let rows = keys.into_iter().map(|k| k as u32);
+            let mut running = vec![T::ZERO; width.min(num_users.saturating_sub(lo))];
+            let mut paid = Vec::with_capacity(rows.len());
+            let mut cut = T::ZERO;
+            for i in rows {
+                let b = beneficiary[i as usize] as usize - lo;
+                let want = credit[i as usize];
+                let pay = if want.is_positive() {
+                    let room = cap.checked_sub(running[b]).unwrap_or(T::ZERO);
+                    if want > room {
+                        room
+                    } else {
+                        want
+                    }
                 } else {
                     want
-                }
-            } else {
-                want
-            };
-            running[b] = sum(running[b], paid, "a beneficiary's running total")?;
-            cut = sum(
-                cut,
-                want.checked_sub(paid).unwrap_or(T::ZERO),
-                "the capped-off total",
-            )?;
-            ledger.credit[i] = paid;
+                };
+                running[b] = sum(running[b], pay, "a beneficiary's running total")?;
+                cut = sum(
+                    cut,
+                    want.checked_sub(pay).unwrap_or(T::ZERO),
+                    "the capped-off total",
+                )?;
+                paid.push((i, pay));
+            }
+            Ok((paid, cut))
+        })
+        .collect();
+    let mut cut = T::ZERO;
+    for part in parts {
+        let (paid, c) = part?;
+        cut = sum(cut, c, "the capped-off total")?;
+        for (i, p) in paid {
+            ledger.credit[i as usize] = p;
         }
     }
     Ok(cut)

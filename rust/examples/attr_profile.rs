@@ -1,0 +1,67 @@
+//! Times the attribution pass on a synthetic program (for profiling).
+use referralgraph_core::attribution::{attribute, EventInput, Policy, Qualify};
+use referralgraph_core::synthetic::{program, Params};
+use referralgraph_core::{Forest, IdSlice, OnInvalid, ReferralInput};
+use std::time::Instant;
+
+fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2_000_000);
+    let (r, e) = program(&Params::new(n, 0));
+    let f = Forest::build(
+        &ReferralInput {
+            user: IdSlice::Int(&r.user_id),
+            user_valid: None,
+            referrer: IdSlice::Int(&r.referrer_id),
+            referrer_valid: Some(&r.referrer_valid),
+            joined_at: Some((&r.joined_at, None)),
+            channel: None,
+            joined_tz: None,
+            user_col: "user_id",
+            referrer_col: "referrer_id",
+        },
+        OnInvalid::Raise,
+    )
+    .unwrap()
+    .forest;
+    let ev = EventInput {
+        buyer: IdSlice::Int(&e.user_id),
+        buyer_valid: None,
+        amount: &e.amount,
+        amount_valid: None,
+        ts: Some((&e.ts, None)),
+        event_id_valid: None,
+        buyer_col: "user_id",
+        amount_col: "amount",
+        ts_col: "ts",
+        event_id_col: "event_id",
+    };
+    for (name, q, cap) in [
+        ("plain", Qualify::Always, None),
+        ("full", Qualify::Purchased, Some(50_000i64)),
+    ] {
+        let p = Policy::new(
+            &[0.1, 0.05, 0.02],
+            if cap.is_some() {
+                Some(365 * 86_400 * 1_000_000_000)
+            } else {
+                None
+            },
+            None,
+            q,
+            false,
+            cap,
+        )
+        .unwrap();
+        let t = Instant::now();
+        let a = attribute(&f, &ev, &p, OnInvalid::Raise).unwrap();
+        eprintln!(
+            "{name}: {:?} for {} events, {} rows",
+            t.elapsed(),
+            e.amount.len(),
+            a.ledger.len()
+        );
+    }
+}
