@@ -1,0 +1,213 @@
+"""Attribution: referralgraph against DuckDB, polars and numpy, side by side.
+
+Same Arrow tables for everyone (a synthetic program), rates [0.10, 0.05,
+0.02], output = the ledger (event, beneficiary, level, credit) and totals
+per beneficiary. Two timings each:
+
+- end to end: from the Arrow tables (referralgraph: build + attribute;
+  peers: everything including their id -> parent resolution);
+- attribution alone: referralgraph on an already-built graph (what a
+  service or a daily job with a saved graph pays); numpy with the parent
+  index already resolved; DuckDB and polars have no separate build step.
+
+Then a full policy (window + purchased qualification + compression + cap)
+for referralgraph, and session latency (median, p99) from Python.
+
+    python benches/attribution.py --users 2000000 --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import threading
+import time
+
+import numpy as np
+import pyarrow as pa
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+import referralgraph as rg
+from _util import median_time
+
+RATES = [0.10, 0.05, 0.02]
+PPM = [round(r * 1e6) for r in RATES]
+
+
+def duckdb_attribute(referrals: pa.Table, events: pa.Table) -> tuple[int, int]:
+    import duckdb
+
+    con = duckdb.connect()
+    con.register("referrals", referrals)
+    con.register("events", events)
+    rows = con.execute(
+        f"""
+        WITH RECURSIVE chain(event_id, ancestor, level, amount) AS (
+            SELECT e.event_id, r.referrer_id, 1, e.amount
+            FROM events e JOIN referrals r ON e.user_id = r.user_id
+            WHERE r.referrer_id IS NOT NULL
+          UNION ALL
+            SELECT c.event_id, r.referrer_id, c.level + 1, c.amount
+            FROM chain c JOIN referrals r ON c.ancestor = r.user_id
+            WHERE r.referrer_id IS NOT NULL AND c.level < {len(RATES)}
+        ),
+        ledger AS (
+            SELECT event_id, ancestor AS beneficiary, level,
+                   sign(amount) * (abs(amount) * (CASE level WHEN 1 THEN {PPM[0]}
+                        WHEN 2 THEN {PPM[1]} ELSE {PPM[2]} END) // 1000000) AS credit
+            FROM chain
+        )
+        SELECT count(*), (SELECT count(*) FROM (SELECT beneficiary, sum(credit)
+                                                FROM ledger GROUP BY beneficiary))
+        FROM ledger
+        """
+    ).fetchone()
+    con.close()
+    assert rows is not None
+    return int(rows[0]), int(rows[1])
+
+
+def polars_attribute(referrals: pa.Table, events: pa.Table) -> tuple[int, int]:
+    import polars as pl
+
+    ref = pl.from_arrow(referrals.select(["user_id", "referrer_id"]))
+    ev = pl.from_arrow(events.select(["event_id", "user_id", "amount"]))
+    assert isinstance(ref, pl.DataFrame) and isinstance(ev, pl.DataFrame)
+    cur = ev.rename({"user_id": "node"})
+    parts = []
+    for level, ppm in enumerate(PPM, 1):
+        cur = cur.join(ref, left_on="node", right_on="user_id", how="inner").filter(
+            pl.col("referrer_id").is_not_null()
+        )
+        cur = cur.select("event_id", "amount", pl.col("referrer_id").alias("node"))
+        credit = (pl.col("amount").abs() * ppm // 1_000_000) * pl.col("amount").sign()
+        parts.append(
+            cur.select("event_id", "node", pl.lit(level).alias("level"), credit.alias("credit"))
+        )
+    ledger = pl.concat(parts)
+    totals = ledger.group_by("node").agg(pl.col("credit").sum())
+    return ledger.height, totals.height
+
+
+def numpy_parent_index(referrals: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted user ids and each one's parent position (-1: root)."""
+    users = referrals.column("user_id").to_numpy()
+    refs = referrals.column("referrer_id").fill_null(-1).to_numpy()
+    order = np.argsort(users)
+    sorted_ids = users[order]
+    pos = np.searchsorted(sorted_ids, refs)
+    pos = np.where((refs >= 0) & (pos < len(sorted_ids)), pos, -1)
+    found = (pos >= 0) & (sorted_ids[np.clip(pos, 0, None)] == refs)
+    parent_by_row = np.where(found, pos, -1)
+    return sorted_ids, parent_by_row[order]  # indexed by sorted position
+
+
+def numpy_attribute(
+    sorted_ids: np.ndarray, parent: np.ndarray, events: pa.Table
+) -> tuple[int, int]:
+    buyers = events.column("user_id").to_numpy()
+    amount = events.column("amount").to_numpy()
+    pos = np.clip(np.searchsorted(sorted_ids, buyers), 0, len(sorted_ids) - 1)
+    cur = np.where(sorted_ids[pos] == buyers, pos, -1)
+    rows = 0
+    total = np.zeros(len(sorted_ids))
+    for ppm in PPM:
+        alive = cur >= 0
+        cur = np.where(alive, parent[np.where(alive, cur, 0)], -1)
+        ok = cur >= 0
+        if not ok.any():
+            break
+        a = amount[ok]
+        credit = np.sign(a) * (np.abs(a) * ppm // 1_000_000)
+        total += np.bincount(cur[ok], weights=credit, minlength=len(sorted_ids))
+        rows += int(ok.sum())
+    return rows, int((total != 0).sum())
+
+
+def session_latency(
+    g: rg.ReferralGraph, events: pa.Table, threads: int, calls: int
+) -> tuple[float, float]:
+    s = g.session(rg.Policy(rates=RATES, qualify="purchased", cap_per_beneficiary=50_000))
+    buyers = events.column("user_id").to_pylist()[:calls]
+    amounts = events.column("amount").to_pylist()[:calls]
+    lat: list[float] = []
+    lock = threading.Lock()
+
+    def work(part: range) -> None:
+        mine = []
+        for i in part:
+            t = time.perf_counter_ns()
+            s.attribute(buyers[i], amounts[i])
+            mine.append((time.perf_counter_ns() - t) / 1000)
+        with lock:
+            lat.extend(mine)
+
+    step = calls // threads
+    ts = [
+        threading.Thread(target=work, args=(range(k * step, (k + 1) * step),))
+        for k in range(threads)
+    ]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    lat.sort()
+    return statistics.median(lat), lat[int(len(lat) * 0.99)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--users", type=int, default=2_000_000)
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    referrals, events = rg.synthetic.program(args.users, seed=0)
+    head = f"{args.users:,} users, {events.num_rows:,} events, rates {RATES}"
+    print(f"{head}; medians of {args.repeats}\n")
+    policy = rg.Policy(rates=RATES)
+    g = rg.ReferralGraph.from_arrow(referrals)
+
+    t_alone, r = median_time(lambda: g.attribute(events, policy), args.repeats)
+    want_rows = r.stats["ledger_rows"]
+    t_e2e, _ = median_time(
+        lambda: rg.ReferralGraph.from_arrow(referrals).attribute(events, policy), args.repeats
+    )
+    results = {"referralgraph": (t_e2e, t_alone, want_rows)}
+
+    t, (rows, _) = median_time(lambda: duckdb_attribute(referrals, events), args.repeats)
+    results["duckdb (recursive CTE)"] = (t, t, rows)
+    t, (rows, _) = median_time(lambda: polars_attribute(referrals, events), args.repeats)
+    results["polars (iterative joins)"] = (t, t, rows)
+    t_idx, (sorted_ids, parent) = median_time(lambda: numpy_parent_index(referrals), args.repeats)
+    t_np, (rows, _) = median_time(lambda: numpy_attribute(sorted_ids, parent, events), args.repeats)
+    results["numpy (vectorised gathers)"] = (t_idx + t_np, t_np, rows)
+
+    print("| engine | end to end | ratio | attribution alone | ratio | ledger rows |")
+    print("|---|---|---|---|---|---|")
+    for name, (e2e, alone, rows) in results.items():
+        print(
+            f"| {name} | {e2e:.3f} s | {e2e / t_e2e:.1f}x | {alone:.3f} s | "
+            f"{alone / t_alone:.1f}x | {rows:,} |"
+        )
+    m = events.num_rows
+    print(
+        f"\nreferralgraph, attribution alone: {m / t_alone / 1e6:.1f} M events/s, "
+        f"{want_rows / t_alone / 1e6:.1f} M ledger rows/s"
+    )
+    full = rg.Policy(
+        rates=RATES,
+        window="365d",
+        qualify="purchased",
+        compression=True,
+        cap_per_beneficiary=50_000,
+    )
+    t_full, rf = median_time(lambda: g.attribute(events, full), args.repeats)
+    print(f"full policy ({full}): {t_full:.3f} s, {rf.stats['ledger_rows']:,} ledger rows")
+    for threads in (1, 2):
+        med, p99 = session_latency(g, events, threads, 20_000)
+        print(f"session.attribute, {threads} thread(s): median {med:.1f} µs, p99 {p99:.1f} µs")
+    print("\n(ratio): engine time / referralgraph time; > 1 means referralgraph is faster.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Loaders that turn public data sets into referral programs, for tests
+and benchmarks (the files themselves are not shipped; pass their paths).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterable
+
+import pyarrow as pa
+
+__all__ = ["beibei_program"]
+
+_T0 = dt.datetime(2020, 1, 1)
+
+
+def beibei_program(paths: Iterable[str | os.PathLike[str]]) -> tuple[pa.Table, pa.Table]:
+    """(referrals, events) from Beibei group-buy records (Zhang et al.,
+    ICDE 2021): lines ``initiator \\t item \\t participant participant ...``.
+
+    Records are read in file order, one minute apart. A user whose first
+    appearance is as a participant was referred by that record's initiator;
+    a user who first appears as an initiator joined on their own (a root).
+    So every referrer appeared no later than their referee: no cycles.
+    Events: in each record the initiator and every participant buy the
+    item; the price in cents is derived from the item id (the data has no
+    prices): ``500 + item * 7919 % 20000``.
+    """
+    referrer: dict[int, int | None] = {}
+    joined: dict[int, int] = {}
+    buyers: list[int] = []
+    amounts: list[int] = []
+    minutes: list[int] = []
+    k = 0
+    for path in paths:
+        with open(path) as f:
+            for line in f:
+                parts = line.split("\t")
+                if len(parts) < 2:
+                    continue
+                initiator, item = int(parts[0]), int(parts[1])
+                participants = [int(x) for x in parts[2].split()] if len(parts) > 2 else []
+                price = 500 + item * 7919 % 20000
+                if initiator not in referrer:
+                    referrer[initiator], joined[initiator] = None, k
+                buyers.append(initiator)
+                for p in participants:
+                    if p not in referrer:
+                        referrer[p], joined[p] = (None if p == initiator else initiator), k
+                    buyers.append(p)
+                amounts.extend([price] * (1 + len(participants)))
+                minutes.extend([k] * (1 + len(participants)))
+                k += 1
+    users = list(referrer)
+    referrals = pa.table(
+        {
+            "user_id": pa.array(users, pa.int64()),
+            "referrer_id": pa.array([referrer[u] for u in users], pa.int64()),
+            "joined_at": pa.array(
+                [_T0 + dt.timedelta(minutes=joined[u]) for u in users], pa.timestamp("s")
+            ),
+        }
+    )
+    events = pa.table(
+        {
+            "user_id": pa.array(buyers, pa.int64()),
+            "amount": pa.array(amounts, pa.int64()),
+            "ts": pa.array([_T0 + dt.timedelta(minutes=m) for m in minutes], pa.timestamp("s")),
+        }
+    )
+    return referrals, events
