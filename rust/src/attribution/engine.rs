@@ -544,23 +544,75 @@ fn walk<T: Money>(
     Ok((ledger, forfeited))
 }
 
-/// Ranges of beneficiaries handled as independent parallel tasks; fixed,
-/// so sums (floats included) never depend on the thread count.
+/// Beneficiaries are split into at most this many ranges of consecutive
+/// indices (a power of two wide), handled as independent parallel tasks.
+/// The split depends only on the user count, so sums (floats included)
+/// never depend on the thread count.
 pub(crate) const RANGES: usize = 16;
 
-/// Ledger rows of each beneficiary range, each list in ledger order. Every
-/// task scans the beneficiary column (sequential reads) and keeps its own.
-pub(crate) fn rows_by_range(beneficiary: &[UserIx], num_users: usize) -> Vec<Vec<u32>> {
-    let width = num_users.div_ceil(RANGES).max(1);
-    (0..RANGES)
+/// log2 of a range's width for `num_users` users.
+pub(crate) fn range_shift(num_users: usize) -> u32 {
+    num_users.div_ceil(RANGES).max(1).next_power_of_two().trailing_zeros()
+}
+
+/// A raw pointer shared by tasks that write disjoint indices.
+#[derive(Clone, Copy)]
+pub(crate) struct SharedMut<T>(pub(crate) *mut T);
+// SAFETY: only used for writes to indices that no other task touches (each
+// use site states why its indices are disjoint).
+unsafe impl<T> Send for SharedMut<T> {}
+unsafe impl<T> Sync for SharedMut<T> {}
+
+impl<T> SharedMut<T> {
+    /// The pointer (a method, so closures capture the `Sync` wrapper).
+    #[inline]
+    pub(crate) fn ptr(&self) -> *mut T {
+        self.0
+    }
+}
+
+/// Ledger rows grouped by beneficiary range — `rows[offsets[t]..offsets[t + 1]]`
+/// are range t's, in ledger order — by a parallel stable counting sort.
+pub(crate) fn rows_by_range(beneficiary: &[UserIx], num_users: usize) -> (Vec<usize>, Vec<u32>) {
+    const PART: usize = 1 << 16;
+    let shift = range_shift(num_users);
+    let len = beneficiary.len();
+    let parts = len.div_ceil(PART);
+    let hist: Vec<[usize; RANGES]> = (0..parts)
         .into_par_iter()
-        .map(|t| {
-            let (lo, hi) = ((t * width) as u32, ((t + 1) * width).min(num_users) as u32);
-            (0..beneficiary.len() as u32)
-                .filter(|&i| (lo..hi).contains(&beneficiary[i as usize]))
-                .collect()
+        .map(|c| {
+            let mut h = [0usize; RANGES];
+            for &b in &beneficiary[c * PART..((c + 1) * PART).min(len)] {
+                h[(b >> shift) as usize] += 1;
+            }
+            h
         })
-        .collect()
+        .collect();
+    let mut starts = vec![[0usize; RANGES]; parts];
+    let mut offsets = vec![0usize; RANGES + 1];
+    let mut at = 0;
+    for t in 0..RANGES {
+        offsets[t] = at;
+        for c in 0..parts {
+            starts[c][t] = at;
+            at += hist[c][t];
+        }
+    }
+    offsets[RANGES] = at;
+    let mut rows = vec![0u32; len];
+    let out = SharedMut(rows.as_mut_ptr());
+    (0..parts).into_par_iter().for_each(|c| {
+        let mut next = starts[c];
+        for i in c * PART..((c + 1) * PART).min(len) {
+            let t = (beneficiary[i] >> shift) as usize;
+            // SAFETY: part c writes range t's rows into
+            // starts[c][t] .. starts[c][t] + hist[c][t], a slice of `rows`
+            // that no other (part, range) pair owns.
+            unsafe { *out.ptr().add(next[t]) = i as u32 };
+            next[t] += 1;
+        }
+    });
+    (offsets, rows)
 }
 
 /// Sums the ledger per beneficiary (in ledger order, per range in
@@ -571,17 +623,18 @@ pub(crate) fn totals<T: Money>(
     levels: usize,
 ) -> Result<Totals<T>> {
     let n = forest.num_users();
-    let width = n.div_ceil(RANGES).max(1);
+    let width = 1usize << range_shift(n);
+    let (offsets, rows) = rows_by_range(&ledger.beneficiary, n);
     type Part<T> = (Vec<UserIx>, Vec<T>, Vec<u64>, Vec<T>);
-    let parts: Vec<Result<Part<T>>> = rows_by_range(&ledger.beneficiary, n)
+    let parts: Vec<Result<Part<T>>> = (0..RANGES)
         .into_par_iter()
-        .enumerate()
-        .map(|(t, rows)| {
+        .map(|t| {
             let lo = t * width;
+            let rows = &rows[offsets[t]..offsets[t + 1]];
             let mut slot = vec![NO_USER; width.min(n.saturating_sub(lo))];
             let (mut who, mut credit, mut events, mut by_level) =
                 (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            for i in rows {
+            for &i in rows {
                 let i = i as usize;
                 let b = ledger.beneficiary[i] as usize;
                 if slot[b - lo] == NO_USER {

@@ -5,7 +5,7 @@
 
 use rayon::prelude::*;
 
-use super::engine::{in_window, rows_by_range, sum, Ledger, Prepared, RANGES};
+use super::engine::{in_window, range_shift, rows_by_range, sum, Ledger, Prepared, SharedMut, RANGES};
 use super::money::Money;
 use super::policy::Policy;
 use crate::error::Result;
@@ -75,30 +75,29 @@ pub(crate) fn apply_cap<T: Money>(
             rank[r as usize] = k as u32;
         }
     }
-    let width = num_users.div_ceil(RANGES).max(1);
-    let credit = &ledger.credit;
+    let width = 1usize << range_shift(num_users);
+    let (offsets, rows) = rows_by_range(&ledger.beneficiary, num_users);
     let (event_row, beneficiary) = (&ledger.event_row, &ledger.beneficiary);
-    // Per range: (ledger row, credit paid) and the credit cut off.
-    type Paid<T> = Result<(Vec<(u32, T)>, T)>;
-    let parts: Vec<Paid<T>> = rows_by_range(beneficiary, num_users)
+    let credit = SharedMut(ledger.credit.as_mut_ptr());
+    let cuts: Vec<Result<T>> = (0..RANGES)
         .into_par_iter()
-        .enumerate()
-        .map(|(t, rows)| {
+        .map(|t| {
             let lo = t * width;
             // An event pays a beneficiary once, so (rank, row) orders rows;
             // sort packed keys rather than reading ranks in comparisons.
-            let mut keys: Vec<u64> = rows
+            let mut keys: Vec<u64> = rows[offsets[t]..offsets[t + 1]]
                 .iter()
                 .map(|&i| ((rank[event_row[i as usize] as usize] as u64) << 32) | i as u64)
                 .collect();
             keys.sort_unstable();
-            let rows = keys.into_iter().map(|k| k as u32);
             let mut running = vec![T::ZERO; width.min(num_users.saturating_sub(lo))];
-            let mut paid = Vec::with_capacity(rows.len());
             let mut cut = T::ZERO;
-            for i in rows {
-                let b = beneficiary[i as usize] as usize - lo;
-                let want = credit[i as usize];
+            for k in keys {
+                let i = k as u32 as usize;
+                let b = beneficiary[i] as usize - lo;
+                // SAFETY: row i belongs to exactly one range (its
+                // beneficiary's), so no other task reads or writes credit[i].
+                let want = unsafe { *credit.ptr().add(i) };
                 let pay = if want.is_positive() {
                     let room = cap.checked_sub(running[b]).unwrap_or(T::ZERO);
                     if want > room {
@@ -110,23 +109,16 @@ pub(crate) fn apply_cap<T: Money>(
                     want
                 };
                 running[b] = sum(running[b], pay, "a beneficiary's running total")?;
-                cut = sum(
-                    cut,
-                    want.checked_sub(pay).unwrap_or(T::ZERO),
-                    "the capped-off total",
-                )?;
-                paid.push((i, pay));
+                cut = sum(cut, want.checked_sub(pay).unwrap_or(T::ZERO), "the capped-off total")?;
+                // SAFETY: as above.
+                unsafe { *credit.ptr().add(i) = pay };
             }
-            Ok((paid, cut))
+            Ok(cut)
         })
         .collect();
     let mut cut = T::ZERO;
-    for part in parts {
-        let (paid, c) = part?;
-        cut = sum(cut, c, "the capped-off total")?;
-        for (i, p) in paid {
-            ledger.credit[i as usize] = p;
-        }
+    for c in cuts {
+        cut = sum(cut, c?, "the capped-off total")?;
     }
     Ok(cut)
 }
