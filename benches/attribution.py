@@ -18,6 +18,12 @@ for referralgraph, and session latency (median, p99) from Python.
 
 from __future__ import annotations
 
+import os
+
+# numpy's BLAS threads spin after use and would steal the 2 cores from
+# whichever engine runs next; the benchmarks use no BLAS routines.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import argparse
 import statistics
 import sys

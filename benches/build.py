@@ -14,6 +14,12 @@ the input while building, measured in a fresh process per case.
 
 from __future__ import annotations
 
+import os
+
+# numpy's BLAS threads spin after use and would steal the 2 cores from
+# whichever engine runs next; the benchmarks use no BLAS routines.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import argparse
 import json
 import subprocess

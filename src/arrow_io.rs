@@ -18,6 +18,7 @@ use arrow_buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 use pyo3::prelude::*;
 use pyo3_arrow::{PyRecordBatchReader, PyTable};
+use rayon::prelude::*;
 use referralgraph_core::{IdKind, IdSlice, IdValues, StrColumn, NO_USER, NULL_TS};
 
 use crate::errors::{invalid_err, schema_err};
@@ -251,22 +252,27 @@ impl Timestamps {
             .map_err(|e| schema_err(format!("column {column}: {e}")))?;
         let raw = raw.as_primitive::<Int64Type>();
         let valid = validity(raw);
-        let mut ns = Vec::with_capacity(raw.len());
-        for (row, &v) in raw.values().iter().enumerate() {
-            let ok = valid.as_ref().is_none_or(|m| m[row]);
-            if !ok {
-                ns.push(NULL_TS);
-                continue;
-            }
-            match v.checked_mul(per_unit).filter(|&x| x != NULL_TS) {
-                Some(x) => ns.push(x),
-                None => {
-                    return Err(invalid_err(format!(
-                        "column {column}, row {row}: timestamp {v} is outside the range of \
-                         nanosecond timestamps (years 1677 to 2262)"
-                    )))
+        let values = raw.values();
+        let ns: Vec<i64> = (0..values.len())
+            .into_par_iter()
+            .map(|row| {
+                if valid.as_ref().is_some_and(|m| !m[row]) {
+                    NULL_TS
+                } else {
+                    // i64::MIN marks an overflow; NULL_TS is never a real time.
+                    values[row].checked_mul(per_unit).unwrap_or(NULL_TS)
                 }
-            }
+            })
+            .collect();
+        let bad = (0..ns.len())
+            .into_par_iter()
+            .find_first(|&row| ns[row] == NULL_TS && valid.as_ref().is_none_or(|m| m[row]));
+        if let Some(row) = bad {
+            return Err(invalid_err(format!(
+                "column {column}, row {row}: timestamp {} is outside the range of \
+                 nanosecond timestamps (years 1677 to 2262)",
+                values[row]
+            )));
         }
         Ok(Timestamps { ns, valid, tz })
     }
@@ -312,7 +318,7 @@ pub fn gather_ids(ids: &IdValues, users: &[u32]) -> ArrayRef {
     match ids {
         IdValues::Int(v) => {
             let vals: Vec<i64> = users
-                .iter()
+                .par_iter()
                 .map(|&u| if u == NO_USER { 0 } else { v[u as usize] })
                 .collect();
             Arc::new(Int64Array::new(vals.into(), nulls))

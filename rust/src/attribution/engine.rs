@@ -219,15 +219,26 @@ pub fn attribute<T: Money>(
         None => T::ZERO,
     };
     let totals = totals(forest, &ledger, policy.levels())?;
+    // Per fixed chunk, then chunks in order: the same float sum on any
+    // number of threads.
+    let partial: Vec<Result<T>> = ledger
+        .credit
+        .par_chunks(CHUNK)
+        .map(|c| {
+            c.iter()
+                .try_fold(T::ZERO, |a, &x| sum(a, x, "the credited total"))
+        })
+        .collect();
     let mut credited = T::ZERO;
-    for &c in &ledger.credit {
-        credited = sum(credited, c, "the credited total")?;
+    for p in partial {
+        credited = sum(credited, p?, "the credited total")?;
     }
     let valid = prep
         .ok
         .as_ref()
         .map_or(ev.amount.len(), |o| o.iter().filter(|&&x| x).count());
     let unknown = (0..ev.amount.len())
+        .into_par_iter()
         .filter(|&r| prep.ok(r) && prep.buyer[r] == NO_USER)
         .count();
     let stats = Stats {
@@ -524,23 +535,17 @@ fn walk<T: Money>(
         })
         .collect();
     let chunks: Vec<(Ledger<T>, T)> = chunks.into_iter().collect::<Result<_>>()?;
-    let rows: usize = chunks.iter().map(|(l, _)| l.len()).sum();
-    let mut ledger = Ledger {
-        event_row: Vec::with_capacity(rows),
-        buyer: Vec::with_capacity(rows),
-        beneficiary: Vec::with_capacity(rows),
-        level: Vec::with_capacity(rows),
-        credit: Vec::with_capacity(rows),
-    };
     let mut forfeited = T::ZERO;
-    for (part, f) in chunks {
-        forfeited = sum(forfeited, f, "the forfeited total")?;
-        ledger.event_row.extend(part.event_row);
-        ledger.buyer.extend(part.buyer);
-        ledger.beneficiary.extend(part.beneficiary);
-        ledger.level.extend(part.level);
-        ledger.credit.extend(part.credit);
+    for (_, f) in &chunks {
+        forfeited = sum(forfeited, *f, "the forfeited total")?;
     }
+    let ledger = Ledger {
+        event_row: concat_par(&chunks, |l| &l.event_row),
+        buyer: concat_par(&chunks, |l| &l.buyer),
+        beneficiary: concat_par(&chunks, |l| &l.beneficiary),
+        level: concat_par(&chunks, |l| &l.level),
+        credit: concat_par(&chunks, |l| &l.credit),
+    };
     Ok((ledger, forfeited))
 }
 
@@ -552,7 +557,11 @@ pub(crate) const RANGES: usize = 16;
 
 /// log2 of a range's width for `num_users` users.
 pub(crate) fn range_shift(num_users: usize) -> u32 {
-    num_users.div_ceil(RANGES).max(1).next_power_of_two().trailing_zeros()
+    num_users
+        .div_ceil(RANGES)
+        .max(1)
+        .next_power_of_two()
+        .trailing_zeros()
 }
 
 /// A raw pointer shared by tasks that write disjoint indices.
@@ -613,6 +622,30 @@ pub(crate) fn rows_by_range(beneficiary: &[UserIx], num_users: usize) -> (Vec<us
         }
     });
     (offsets, rows)
+}
+
+/// Concatenates one column of the chunk ledgers, copying chunks in parallel.
+fn concat_par<T: Money, C: Copy + Send + Sync>(
+    chunks: &[(Ledger<T>, T)],
+    col: impl Fn(&Ledger<T>) -> &Vec<C> + Sync,
+) -> Vec<C> {
+    let mut at = Vec::with_capacity(chunks.len() + 1);
+    at.push(0usize);
+    for (l, _) in chunks {
+        at.push(at.last().copied().unwrap_or(0) + col(l).len());
+    }
+    let total = at.last().copied().unwrap_or(0);
+    let mut out: Vec<C> = Vec::with_capacity(total);
+    let dst = SharedMut(out.as_mut_ptr());
+    chunks.par_iter().enumerate().for_each(|(k, (l, _))| {
+        let src = col(l);
+        // SAFETY: chunk k fills out[at[k]..at[k + 1]], disjoint from every
+        // other chunk's range and within the capacity reserved above.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.ptr().add(at[k]), src.len()) };
+    });
+    // SAFETY: every index below `total` was written by exactly one chunk.
+    unsafe { out.set_len(total) };
+    out
 }
 
 /// Sums the ledger per beneficiary (in ledger order, per range in

@@ -5,7 +5,9 @@
 
 use rayon::prelude::*;
 
-use super::engine::{in_window, range_shift, rows_by_range, sum, Ledger, Prepared, SharedMut, RANGES};
+use super::engine::{
+    in_window, range_shift, rows_by_range, sum, Ledger, Prepared, SharedMut, RANGES,
+};
 use super::money::Money;
 use super::policy::Policy;
 use crate::error::Result;
@@ -109,7 +111,11 @@ pub(crate) fn apply_cap<T: Money>(
                     want
                 };
                 running[b] = sum(running[b], pay, "a beneficiary's running total")?;
-                cut = sum(cut, want.checked_sub(pay).unwrap_or(T::ZERO), "the capped-off total")?;
+                cut = sum(
+                    cut,
+                    want.checked_sub(pay).unwrap_or(T::ZERO),
+                    "the capped-off total",
+                )?;
                 // SAFETY: as above.
                 unsafe { *credit.ptr().add(i) = pay };
             }

@@ -25,8 +25,14 @@ impl Money for i64 {
     const ZERO: Self = 0;
     #[inline]
     fn credit(self, ppm: u32) -> Self {
-        // |self * ppm| < 2^63 * 2^20: fits i128; the quotient fits i64.
-        ((self as i128 * ppm as i128) / 1_000_000) as i64
+        // ppm <= 10^6 < 2^20: below 2^43 the product fits i64, and i64
+        // division by a constant is a multiply (i128 division is a call).
+        if self.unsigned_abs() < 1 << 43 {
+            self * ppm as i64 / 1_000_000
+        } else {
+            // |self * ppm| < 2^63 * 2^20 fits i128; the quotient fits i64.
+            ((self as i128 * ppm as i128) / 1_000_000) as i64
+        }
     }
     #[inline]
     fn checked_add(self, other: Self) -> Option<Self> {
@@ -109,6 +115,22 @@ mod tests {
         assert_eq!(1i64.credit(999_999), 0);
         assert_eq!(i64::MAX.credit(1_000_000), i64::MAX);
         assert_eq!(i64::MIN.credit(1_000_000), i64::MIN);
+        // Both sides of the fast-path boundary agree with the i128 formula.
+        for a in [
+            (1i64 << 43) - 1,
+            1 << 43,
+            -(1 << 43),
+            -(1i64 << 43) + 1,
+            987_654_321_987,
+        ] {
+            for p in [1u32, 333_333, 999_999, 1_000_000] {
+                assert_eq!(
+                    a.credit(p),
+                    ((a as i128 * p as i128) / 1_000_000) as i64,
+                    "{a} {p}"
+                );
+            }
+        }
     }
 
     #[test]
