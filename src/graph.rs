@@ -367,8 +367,10 @@ impl PyReferralGraph {
     }
 
     #[staticmethod]
-    fn from_bytes(py: Python<'_>, data: Vec<u8>) -> PyResult<Self> {
-        let forest = enter_core(py, move || core::persist::from_bytes(&data))?;
+    fn from_bytes(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
+        // `bytes` are immutable and the caller holds them for the call, so
+        // the buffer can be read without the GIL and without a copy.
+        let forest = enter_core(py, move || core::persist::from_bytes(data))?;
         Ok(Self::bare(forest))
     }
 }

@@ -231,15 +231,20 @@ impl Forest {
                 return Err("string id offsets are inconsistent".into());
             }
         }
-        for (u, &p) in parent.iter().enumerate() {
-            if p != NO_USER && p as usize >= u {
-                return Err(format!("user {u} has parent {p}: not topological"));
-            }
+        if let Some(u) = parent
+            .par_iter()
+            .enumerate()
+            .position_any(|(u, &p)| p != NO_USER && p as usize >= u)
+        {
+            return Err(format!(
+                "user {u} has parent {}: not topological",
+                parent[u]
+            ));
         }
         let bad_slot = |v: &u32| *v != NO_USER && *v as usize >= n;
         let index_ok = match &index {
-            IdIndex::Dense { table, .. } => !table.iter().any(bad_slot),
-            IdIndex::Hash(h) => !h.slots().iter().any(bad_slot),
+            IdIndex::Dense { table, .. } => !table.par_iter().any(bad_slot),
+            IdIndex::Hash(h) => !h.slots().par_iter().any(bad_slot),
         };
         if !index_ok {
             return Err("id index points past the last user".into());

@@ -251,10 +251,10 @@ impl HashIndex {
             return None;
         }
         let r = region_len(slots.len());
-        if slots.chunks(r).any(|c| !c.contains(&NO_USER)) {
+        if slots.par_chunks(r).any(|c| !c.contains(&NO_USER)) {
             return None;
         }
-        let len = slots.iter().filter(|&&v| v != NO_USER).count();
+        let len = slots.par_iter().filter(|&&v| v != NO_USER).count();
         let bits = slots.len().trailing_zeros();
         Some(HashIndex {
             slots,

@@ -35,16 +35,26 @@ impl Writer {
     }
     fn u32s(&mut self, v: &[u32]) {
         self.u64(v.len() as u64);
-        self.0.reserve(v.len() * 4);
-        for x in v {
-            self.0.extend_from_slice(&x.to_le_bytes());
-        }
+        self.pod(v, |x, out| out.extend_from_slice(&x.to_le_bytes()));
     }
     fn i64s(&mut self, v: &[i64]) {
         self.u64(v.len() as u64);
-        self.0.reserve(v.len() * 8);
-        for x in v {
-            self.0.extend_from_slice(&x.to_le_bytes());
+        self.pod(v, |x, out| out.extend_from_slice(&x.to_le_bytes()));
+    }
+    /// Appends an array's bytes: one copy on little-endian targets.
+    fn pod<T: Copy>(&mut self, v: &[T], one: impl Fn(&T, &mut Vec<u8>)) {
+        if cfg!(target_endian = "little") {
+            // SAFETY: u32 / i64 have no padding, so their memory is
+            // initialised bytes; on a little-endian target those bytes are
+            // the format's.
+            let bytes = unsafe {
+                std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v))
+            };
+            self.0.extend_from_slice(bytes);
+        } else {
+            for x in v {
+                one(x, &mut self.0);
+            }
         }
     }
     fn bytes(&mut self, b: &[u8]) {
@@ -125,82 +135,113 @@ pub fn save(f: &Forest, path: &Path) -> Result<()> {
     Ok(result?)
 }
 
+/// Reads a file written by `save`, streaming each section straight into
+/// its typed array (one copy) while hashing; `Error::Corrupt` unless the
+/// whole file checks out.
 pub fn load(path: &Path) -> Result<Forest> {
-    let bytes = std::fs::read(path)?;
-    from_bytes(&bytes)
+    let file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    read_from(file, len)
 }
 
-struct Reader<'a> {
-    b: &'a [u8],
-    at: usize,
+/// Parses bytes written by `to_bytes`; anything else is `Error::Corrupt`.
+pub fn from_bytes(bytes: &[u8]) -> Result<Forest> {
+    read_from(bytes, bytes.len() as u64)
 }
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|&e| e <= self.b.len())
-            .ok_or_else(|| Error::Corrupt(format!("truncated at byte {}", self.at)))?;
-        let s = &self.b[self.at..end];
-        self.at = end;
-        Ok(s)
+/// Streams the format out of `r` (`len` bytes in all), hashing as it goes.
+struct Reader<R> {
+    r: R,
+    hasher: xxhash_rust::xxh3::Xxh3,
+    /// Bytes left before the trailing checksum.
+    left: u64,
+}
+
+/// Plain old data that may be read from any bytes (no invalid values).
+trait Pod: Copy + Default {
+    const SIZE: usize;
+    fn swap_from_le(&mut self);
+}
+
+impl Pod for u32 {
+    const SIZE: usize = 4;
+    fn swap_from_le(&mut self) {
+        *self = u32::from_le(*self);
+    }
+}
+
+impl Pod for i64 {
+    const SIZE: usize = 8;
+    fn swap_from_le(&mut self) {
+        *self = i64::from_le(*self);
+    }
+}
+
+impl<R: std::io::Read> Reader<R> {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<()> {
+        if buf.len() as u64 > self.left {
+            return Err(Error::Corrupt("truncated".into()));
+        }
+        self.r.read_exact(buf).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => Error::Corrupt("truncated".into()),
+            _ => Error::Io(e),
+        })?;
+        self.hasher.update(buf);
+        self.left -= buf.len() as u64;
+        Ok(())
     }
     fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_le_bytes(
-            self.take(4)?.try_into().expect("4 bytes"),
-        ))
+        let mut b = [0u8; 4];
+        self.fill(&mut b)?;
+        Ok(u32::from_le_bytes(b))
     }
     fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_le_bytes(
-            self.take(8)?.try_into().expect("8 bytes"),
-        ))
+        let mut b = [0u8; 8];
+        self.fill(&mut b)?;
+        Ok(u64::from_le_bytes(b))
     }
     fn len(&mut self, width: usize) -> Result<usize> {
         let n = self.u64()?;
         usize::try_from(n)
             .ok()
-            .filter(|&n| n.checked_mul(width).is_some_and(|b| b <= self.b.len()))
+            .filter(|&n| n.checked_mul(width).is_some_and(|b| b as u64 <= self.left))
             .ok_or_else(|| Error::Corrupt(format!("array of {n} items exceeds the file")))
     }
-    fn u32s(&mut self) -> Result<Vec<u32>> {
-        let n = self.len(4)?;
-        Ok(self
-            .take(n * 4)?
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
-            .collect())
+    fn array<T: Pod>(&mut self) -> Result<Vec<T>> {
+        let n = self.len(T::SIZE)?;
+        let mut v = vec![T::default(); n];
+        // SAFETY: `v` owns n * SIZE initialised bytes; u8 has alignment 1;
+        // every bit pattern is a valid u32 / i64, so any file bytes are fine.
+        let bytes =
+            unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, n * T::SIZE) };
+        self.fill(bytes)?;
+        if cfg!(target_endian = "big") {
+            v.iter_mut().for_each(T::swap_from_le);
+        }
+        Ok(v)
     }
-    fn i64s(&mut self) -> Result<Vec<i64>> {
-        let n = self.len(8)?;
-        Ok(self
-            .take(n * 8)?
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
-            .collect())
-    }
-    fn bytes(&mut self) -> Result<&'a [u8]> {
+    fn bytes(&mut self) -> Result<Vec<u8>> {
         let n = self.len(1)?;
-        self.take(n)
+        let mut v = vec![0u8; n];
+        self.fill(&mut v)?;
+        Ok(v)
     }
 }
 
-/// Parses bytes written by `to_bytes`; anything else is `Error::Corrupt`.
-pub fn from_bytes(bytes: &[u8]) -> Result<Forest> {
-    if bytes.len() < MAGIC.len() + 4 + 4 + 8 || &bytes[..MAGIC.len()] != MAGIC {
+fn read_from<R: std::io::Read>(r: R, len: u64) -> Result<Forest> {
+    if len < (MAGIC.len() + 4 + 4 + 8) as u64 {
         return Err(Error::Corrupt("not a referralgraph file".into()));
     }
-    let (body, sum) = bytes.split_at(bytes.len() - 8);
-    let want = u64::from_le_bytes(sum.try_into().expect("8 bytes"));
-    if xxhash_rust::xxh3::xxh3_64(body) != want {
-        return Err(Error::Corrupt(
-            "checksum mismatch (truncated or damaged)".into(),
-        ));
-    }
     let mut r = Reader {
-        b: body,
-        at: MAGIC.len(),
+        r,
+        hasher: xxhash_rust::xxh3::Xxh3::new(),
+        left: len - 8,
     };
+    let mut magic = [0u8; 8];
+    r.fill(&mut magic)?;
+    if &magic != MAGIC {
+        return Err(Error::Corrupt("not a referralgraph file".into()));
+    }
     let version = r.u32()?;
     if version != VERSION {
         return Err(Error::Corrupt(format!(
@@ -211,51 +252,62 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Forest> {
     let mut tz = None;
     loop {
         match r.u32()? {
-            TAG_IDS_INT => ids = Some(IdValues::Int(r.i64s()?)),
+            TAG_IDS_INT => ids = Some(IdValues::Int(r.array()?)),
             TAG_IDS_STR => {
-                let offsets = r.i64s()?;
-                let data = r.bytes()?.to_vec();
+                let offsets = r.array()?;
+                let data = r.bytes()?;
                 ids = Some(IdValues::Str { offsets, data });
             }
-            TAG_PARENT => parent = Some(r.u32s()?),
-            TAG_JOINED => joined = Some(r.i64s()?),
+            TAG_PARENT => parent = Some(r.array()?),
+            TAG_JOINED => joined = Some(r.array()?),
             TAG_CHANNELS => {
-                let codes = r.u32s()?;
+                let codes = r.array()?;
                 let k = r.len(8)?;
                 let mut names = Vec::with_capacity(k);
                 for _ in 0..k {
-                    let s = std::str::from_utf8(r.bytes()?)
+                    let s = String::from_utf8(r.bytes()?)
                         .map_err(|_| Error::Corrupt("channel name is not UTF-8".into()))?;
-                    names.push(s.to_string());
+                    names.push(s);
                 }
                 channels = Some(Channels { codes, names });
             }
+            TAG_JOINED_TZ => {
+                let s = String::from_utf8(r.bytes()?)
+                    .map_err(|_| Error::Corrupt("time zone is not UTF-8".into()))?;
+                tz = Some(s);
+            }
             TAG_INDEX_DENSE => {
                 let min = *r
-                    .i64s()?
+                    .array::<i64>()?
                     .first()
                     .ok_or_else(|| Error::Corrupt("dense index without a minimum".into()))?;
                 index = Some(IdIndex::Dense {
                     min,
-                    table: r.u32s()?,
+                    table: r.array()?,
                 });
             }
             TAG_INDEX_HASH => {
                 let _len = r.u64()?; // recounted from the slots
-                let slots = r.u32s()?;
+                let slots = r.array()?;
                 index = Some(IdIndex::Hash(
                     HashIndex::from_parts(slots)
                         .ok_or_else(|| Error::Corrupt("hash index is malformed".into()))?,
                 ));
             }
-            TAG_JOINED_TZ => {
-                let s = std::str::from_utf8(r.bytes()?)
-                    .map_err(|_| Error::Corrupt("time zone is not UTF-8".into()))?;
-                tz = Some(s.to_string());
-            }
             TAG_END => break,
             tag => return Err(Error::Corrupt(format!("unknown section {tag}"))),
         }
+    }
+    if r.left != 0 {
+        return Err(Error::Corrupt("bytes after the last section".into()));
+    }
+    let mut sum = [0u8; 8];
+    r.r.read_exact(&mut sum)
+        .map_err(|_| Error::Corrupt("truncated".into()))?;
+    if r.hasher.digest() != u64::from_le_bytes(sum) {
+        return Err(Error::Corrupt(
+            "checksum mismatch (truncated or damaged)".into(),
+        ));
     }
     let missing = |what: &str| Error::Corrupt(format!("missing section: {what}"));
     Forest::from_parts(
