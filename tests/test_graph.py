@@ -381,6 +381,11 @@ def test_corrupt_or_truncated_file_is_invalid_input(tmp_path):
     flipped = bytearray(data)
     flipped[20] ^= 0xFF
     path.write_bytes(bytes(flipped))
+    with pytest.raises(rg.InvalidInputError, match="corrupt graph file"):
+        rg.ReferralGraph.load(path)
+    flipped = bytearray(data)
+    flipped[-20] ^= 0xFF  # inside the last array: only the checksum can tell
+    path.write_bytes(bytes(flipped))
     with pytest.raises(rg.InvalidInputError, match="checksum"):
         rg.ReferralGraph.load(path)
     path.write_bytes(b"not a graph at all")
