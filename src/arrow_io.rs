@@ -80,6 +80,33 @@ impl InputTable {
     }
 }
 
+/// An integer column (any width, or a dictionary of integers) as int64:
+/// zero copy for int64, widened otherwise; a uint64 above i64::MAX is an
+/// error naming the row (`what`: "id", "amount", ...).
+pub fn int64_values(column: &str, arr: &ArrayRef, what: &str) -> PyResult<Int64Array> {
+    if arr.data_type() == &DataType::Int64 {
+        return Ok(arr.as_primitive::<Int64Type>().clone());
+    }
+    let cast = |to: &DataType| {
+        arrow_cast::cast(arr, to).map_err(|e| schema_err(format!("column {column}: {e}")))
+    };
+    let values = match arr.data_type() {
+        DataType::Dictionary(_, v) => v.as_ref().clone(),
+        other => other.clone(),
+    };
+    if values == DataType::UInt64 {
+        let u = cast(&DataType::UInt64)?;
+        let u = u.as_primitive::<UInt64Type>();
+        if let Some(row) = (0..u.len()).find(|&i| u.is_valid(i) && u.value(i) > i64::MAX as u64) {
+            return Err(invalid_err(format!(
+                "column {column}, row {row} ({what} {}): {what} does not fit in int64",
+                u.value(row)
+            )));
+        }
+    }
+    Ok(cast(&DataType::Int64)?.as_primitive::<Int64Type>().clone())
+}
+
 fn validity(arr: &dyn Array) -> Option<Vec<bool>> {
     arr.logical_nulls()
         .filter(|n| n.null_count() > 0)
@@ -105,33 +132,14 @@ impl IdColumn {
                 .map_err(|e| schema_err(format!("column {column}: cannot read ids: {e}")))
         };
         match dt {
-            DataType::Int64 if !matches!(arr.data_type(), DataType::Dictionary(..)) => {
-                Ok(IdColumn::Int(arr.as_primitive::<Int64Type>().clone()))
-            }
-            DataType::UInt64 => {
-                let u = cast(&DataType::UInt64)?;
-                let u = u.as_primitive::<UInt64Type>();
-                if let Some(row) =
-                    (0..u.len()).find(|&i| u.is_valid(i) && u.value(i) > i64::MAX as u64)
-                {
-                    return Err(invalid_err(format!(
-                        "column {column}, row {row} (id {}): id does not fit in int64",
-                        u.value(row)
-                    )));
-                }
-                Ok(IdColumn::Int(
-                    cast(&DataType::Int64)?.as_primitive::<Int64Type>().clone(),
-                ))
-            }
             DataType::Int8
             | DataType::Int16
             | DataType::Int32
             | DataType::Int64
             | DataType::UInt8
             | DataType::UInt16
-            | DataType::UInt32 => Ok(IdColumn::Int(
-                cast(&DataType::Int64)?.as_primitive::<Int64Type>().clone(),
-            )),
+            | DataType::UInt32
+            | DataType::UInt64 => Ok(IdColumn::Int(int64_values(column, arr, "id")?)),
             DataType::LargeUtf8 if !matches!(arr.data_type(), DataType::Dictionary(..)) => {
                 Ok(IdColumn::Str(arr.as_string::<i64>().clone()))
             }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Decimal128Type, Float64Type, Int64Type, UInt64Type};
+use arrow_array::types::{Decimal128Type, Float64Type, Int64Type};
 use arrow_array::{
     Array, ArrayRef, Decimal128Array, Float64Array, Int64Array, UInt32Array, UInt8Array,
 };
@@ -17,7 +17,7 @@ use referralgraph_core::attribution::money::decimal_max;
 use referralgraph_core::attribution::{self as attr, Money, Policy, Qualify, Session};
 use referralgraph_core::{Error, Forest, IdRef, OnInvalid, UserIx};
 
-use crate::arrow_io::{gather_ids, to_pyarrow, IdColumn, InputTable, Timestamps};
+use crate::arrow_io::{gather_ids, int64_values, to_pyarrow, IdColumn, InputTable, Timestamps};
 use crate::errors::{invalid_err, schema_err, PyCoreErr};
 use crate::gil::{enter_core, guard};
 use crate::graph::{issues_table, parse_on_invalid, PyReferralGraph};
@@ -35,29 +35,14 @@ impl Amounts {
             arrow_cast::cast(arr, to).map_err(|e| schema_err(format!("column {column}: {e}")))
         };
         match arr.data_type() {
-            DataType::UInt64 => {
-                let u = arr.as_primitive::<UInt64Type>();
-                if let Some(row) =
-                    (0..u.len()).find(|&i| u.is_valid(i) && u.value(i) > i64::MAX as u64)
-                {
-                    return Err(invalid_err(format!(
-                        "column {column}, row {row}: amount {} does not fit in int64",
-                        u.value(row)
-                    )));
-                }
-                Ok(Amounts::Int(
-                    cast(&DataType::Int64)?.as_primitive::<Int64Type>().clone(),
-                ))
-            }
             DataType::Int8
             | DataType::Int16
             | DataType::Int32
             | DataType::Int64
             | DataType::UInt8
             | DataType::UInt16
-            | DataType::UInt32 => Ok(Amounts::Int(
-                cast(&DataType::Int64)?.as_primitive::<Int64Type>().clone(),
-            )),
+            | DataType::UInt32
+            | DataType::UInt64 => Ok(Amounts::Int(int64_values(column, arr, "amount")?)),
             DataType::Decimal128(p, s) => Ok(Amounts::Dec(
                 arr.as_primitive::<Decimal128Type>().clone(),
                 *p,

@@ -1,7 +1,7 @@
 //! Times the attribution pass on a synthetic program (for profiling).
 use referralgraph_core::attribution::{attribute, EventInput, Policy, Qualify};
 use referralgraph_core::synthetic::{program, Params};
-use referralgraph_core::{Forest, IdSlice, OnInvalid, ReferralInput};
+use referralgraph_core::{Forest, IdSlice, OnInvalid};
 use std::time::Instant;
 
 fn main() {
@@ -10,22 +10,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(2_000_000);
     let (r, e) = program(&Params::new(n, 0));
-    let f = Forest::build(
-        &ReferralInput {
-            user: IdSlice::Int(&r.user_id),
-            user_valid: None,
-            referrer: IdSlice::Int(&r.referrer_id),
-            referrer_valid: Some(&r.referrer_valid),
-            joined_at: Some((&r.joined_at, None)),
-            channel: None,
-            joined_tz: None,
-            user_col: "user_id",
-            referrer_col: "referrer_id",
-        },
-        OnInvalid::Raise,
-    )
-    .unwrap()
-    .forest;
+    let f = Forest::build(&r.input(), OnInvalid::Raise).unwrap().forest;
     let ev = EventInput {
         buyer: IdSlice::Int(&e.user_id),
         buyer_valid: None,

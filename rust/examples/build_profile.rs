@@ -1,6 +1,6 @@
 //! Times the synthetic generator and the forest build (for profiling).
 use referralgraph_core::synthetic::{program, Params};
-use referralgraph_core::{Forest, IdSlice, OnInvalid, ReferralInput};
+use referralgraph_core::{Forest, OnInvalid};
 use std::time::Instant;
 
 fn main() {
@@ -12,20 +12,6 @@ fn main() {
     let (r, _e) = program(&Params::new(n, 0));
     eprintln!("generate: {:?}", t.elapsed());
     let t = Instant::now();
-    let f = Forest::build(
-        &ReferralInput {
-            user: IdSlice::Int(&r.user_id),
-            user_valid: None,
-            referrer: IdSlice::Int(&r.referrer_id),
-            referrer_valid: Some(&r.referrer_valid),
-            joined_at: Some((&r.joined_at, None)),
-            channel: None,
-            joined_tz: None,
-            user_col: "user_id",
-            referrer_col: "referrer_id",
-        },
-        OnInvalid::Raise,
-    )
-    .unwrap();
+    let f = Forest::build(&r.input(), OnInvalid::Raise).unwrap();
     eprintln!("build: {:?} ({} users)", t.elapsed(), f.forest.num_users());
 }

@@ -79,6 +79,23 @@ pub struct Events {
     pub ts: Vec<i64>,
 }
 
+impl Referrals {
+    /// The table as a build input (for tests, examples and profiling).
+    pub fn input(&self) -> crate::forest::ReferralInput<'_> {
+        crate::forest::ReferralInput {
+            user: crate::ids::IdSlice::Int(&self.user_id),
+            user_valid: None,
+            referrer: crate::ids::IdSlice::Int(&self.referrer_id),
+            referrer_valid: Some(&self.referrer_valid),
+            joined_at: Some((&self.joined_at, None)),
+            channel: None,
+            joined_tz: Some("UTC"),
+            user_col: "user_id",
+            referrer_col: "referrer_id",
+        }
+    }
+}
+
 /// External id of the i-th user: an odd multiplier is a bijection on 40-bit
 /// integers, so ids are unique, sparse (hash-indexed) and look like real ones.
 pub fn user_id(i: usize) -> i64 {
@@ -208,8 +225,7 @@ fn events(p: &Params, r: &Referrals) -> Events {
 mod tests {
     use super::*;
     use crate::error::OnInvalid;
-    use crate::forest::{Forest, ReferralInput};
-    use crate::ids::IdSlice;
+    use crate::forest::Forest;
 
     #[test]
     fn same_seed_same_tables_and_a_valid_forest() {
@@ -223,22 +239,7 @@ mod tests {
         let mut none = Params::new(1000, 3);
         none.events_per_user = 0.0;
         assert!(program(&none).1.amount.is_empty());
-        let f = Forest::build(
-            &ReferralInput {
-                user: IdSlice::Int(&r1.user_id),
-                user_valid: None,
-                referrer: IdSlice::Int(&r1.referrer_id),
-                referrer_valid: Some(&r1.referrer_valid),
-                joined_at: Some((&r1.joined_at, None)),
-                channel: None,
-                joined_tz: None,
-                user_col: "user_id",
-                referrer_col: "referrer_id",
-            },
-            OnInvalid::Raise,
-        )
-        .unwrap()
-        .forest;
+        let f = Forest::build(&r1.input(), OnInvalid::Raise).unwrap().forest;
         assert_eq!(f.num_users(), 50_000);
         assert!(f.max_depth() >= 3);
         // Heavy tail: the top inviter brings far more than the mean.
