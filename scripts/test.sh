@@ -16,5 +16,6 @@ ruff check python tests benches
 ruff format --check python tests benches
 echo "== mypy"
 mypy python/referralgraph
+python -m mypy.stubtest referralgraph._core --mypy-config-file pyproject.toml
 echo "== pytest"
 python -m pytest "$@"

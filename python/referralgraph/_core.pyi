@@ -1,11 +1,22 @@
 """Type stubs for the Rust extension module (kept in step with src/)."""
 
-from typing import Any
+from typing import Any, final
 
 import pyarrow as pa
 
+__all__ = [
+    "ReferralGraph",
+    "Session",
+    "__version__",
+    "_panic_for_test",
+    "attribute",
+    "session",
+    "synthetic_program",
+]
+
 __version__: str
 
+@final
 class ReferralGraph:
     @staticmethod
     def from_arrow(
@@ -65,6 +76,7 @@ def synthetic_program(
 ) -> tuple[pa.Table, pa.Table]: ...
 def _panic_for_test() -> None: ...
 
+@final
 class Session:
     def attribute(
         self, user_id: int | str, amount: int | float, ts_ns: int | None = None
