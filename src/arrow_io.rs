@@ -107,6 +107,14 @@ pub fn int64_values(column: &str, arr: &ArrayRef, what: &str) -> PyResult<Int64A
     Ok(cast(&DataType::Int64)?.as_primitive::<Int64Type>().clone())
 }
 
+/// utf8, large utf8 or utf8 view.
+pub fn is_string(dt: &DataType) -> bool {
+    matches!(
+        dt,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    )
+}
+
 fn validity(arr: &dyn Array) -> Option<Vec<bool>> {
     arr.logical_nulls()
         .filter(|n| n.null_count() > 0)
@@ -132,18 +140,11 @@ impl IdColumn {
                 .map_err(|e| schema_err(format!("column {column}: cannot read ids: {e}")))
         };
         match dt {
-            DataType::Int8
-            | DataType::Int16
-            | DataType::Int32
-            | DataType::Int64
-            | DataType::UInt8
-            | DataType::UInt16
-            | DataType::UInt32
-            | DataType::UInt64 => Ok(IdColumn::Int(int64_values(column, arr, "id")?)),
+            dt if dt.is_integer() => Ok(IdColumn::Int(int64_values(column, arr, "id")?)),
             DataType::LargeUtf8 if !matches!(arr.data_type(), DataType::Dictionary(..)) => {
                 Ok(IdColumn::Str(arr.as_string::<i64>().clone()))
             }
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Ok(IdColumn::Str(
+            dt if is_string(&dt) => Ok(IdColumn::Str(
                 cast(&DataType::LargeUtf8)?.as_string::<i64>().clone(),
             )),
             DataType::Null => Ok(IdColumn::Int(Int64Array::new_null(arr.len()))),
@@ -199,10 +200,10 @@ pub struct StrValues {
 
 impl StrValues {
     pub fn from_array(column: &str, arr: &ArrayRef) -> PyResult<Self> {
-        let ok = matches!(
-            arr.data_type(),
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
-        ) || matches!(arr.data_type(), DataType::Dictionary(_, v) if matches!(v.as_ref(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View));
+        let ok = match arr.data_type() {
+            DataType::Dictionary(_, v) => is_string(v),
+            dt => is_string(dt) || dt == &DataType::Null,
+        };
         if !ok {
             return Err(schema_err(format!(
                 "column {column} has type {}; expected strings",

@@ -17,7 +17,9 @@ use referralgraph_core::attribution::money::decimal_max;
 use referralgraph_core::attribution::{self as attr, Money, Policy, Qualify, Session};
 use referralgraph_core::{Error, Forest, IdRef, OnInvalid, UserIx};
 
-use crate::arrow_io::{gather_ids, int64_values, to_pyarrow, IdColumn, InputTable, Timestamps};
+use crate::arrow_io::{
+    gather_ids, int64_values, is_string, to_pyarrow, IdColumn, InputTable, Timestamps,
+};
 use crate::errors::{invalid_err, schema_err, PyCoreErr};
 use crate::gil::{enter_core, guard};
 use crate::graph::{issues_table, parse_on_invalid, PyReferralGraph};
@@ -35,14 +37,7 @@ impl Amounts {
             arrow_cast::cast(arr, to).map_err(|e| schema_err(format!("column {column}: {e}")))
         };
         match arr.data_type() {
-            DataType::Int8
-            | DataType::Int16
-            | DataType::Int32
-            | DataType::Int64
-            | DataType::UInt8
-            | DataType::UInt16
-            | DataType::UInt32
-            | DataType::UInt64 => Ok(Amounts::Int(int64_values(column, arr, "amount")?)),
+            dt if dt.is_integer() => Ok(Amounts::Int(int64_values(column, arr, "amount")?)),
             DataType::Decimal128(p, s) => Ok(Amounts::Dec(
                 arr.as_primitive::<Decimal128Type>().clone(),
                 *p,
@@ -206,20 +201,7 @@ impl EventColumns {
             .transpose()?;
         let event_id = optional(names.event_id, names.event_id_required)?;
         if let Some(e) = &event_id {
-            let ok = matches!(
-                e.data_type(),
-                DataType::Int8
-                    | DataType::Int16
-                    | DataType::Int32
-                    | DataType::Int64
-                    | DataType::UInt8
-                    | DataType::UInt16
-                    | DataType::UInt32
-                    | DataType::UInt64
-                    | DataType::Utf8
-                    | DataType::LargeUtf8
-                    | DataType::Utf8View
-            );
+            let ok = e.data_type().is_integer() || is_string(e.data_type());
             if !ok {
                 return Err(schema_err(format!(
                     "column {} has type {}; event ids must be integers or strings",
