@@ -469,7 +469,11 @@ def test_concurrent_readers_share_one_graph():
 
 
 def test_build_releases_the_gil():
-    referrals, _ = rg.synthetic.program(300_000, seed=1)
+    """A Python thread keeps counting while a build runs. Were the GIL held,
+    it would make (almost) no progress until the call returned."""
+    import time
+
+    referrals, _ = rg.synthetic.program(1_000_000, seed=1, events_per_user=0)
     ticks = 0
     done = threading.Event()
 
@@ -480,8 +484,14 @@ def test_build_releases_the_gil():
 
     t = threading.Thread(target=count)
     t.start()
-    for _ in range(3):
+    try:
+        before, t0 = ticks, time.perf_counter()
+        time.sleep(0.2)  # the main thread sleeps: the counter has the GIL
+        rate = (ticks - before) / (time.perf_counter() - t0)
+        before, t0 = ticks, time.perf_counter()
         rg.ReferralGraph.from_arrow(referrals)
-    done.set()
-    t.join()
-    assert ticks > 1000
+        during, elapsed = ticks - before, time.perf_counter() - t0
+    finally:
+        done.set()
+        t.join()
+    assert during > 0.2 * rate * elapsed, (during, rate, elapsed)
