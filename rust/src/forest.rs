@@ -914,6 +914,27 @@ fn find_cycles(
     cycles
 }
 
+/// Test forests from (user, referrer) pairs with int ids.
+#[cfg(test)]
+pub(crate) fn test_forest(users: &[i64], referrers: &[Option<i64>]) -> Forest {
+    let refs: Vec<i64> = referrers.iter().map(|r| r.unwrap_or(0)).collect();
+    let valid: Vec<bool> = referrers.iter().map(Option::is_some).collect();
+    let input = ReferralInput {
+        user: IdSlice::Int(users),
+        user_valid: None,
+        referrer: IdSlice::Int(&refs),
+        referrer_valid: Some(&valid),
+        joined_at: None,
+        channel: None,
+        joined_tz: None,
+        user_col: "user_id",
+        referrer_col: "referrer_id",
+    };
+    Forest::build(&input, OnInvalid::Raise)
+        .expect("a valid test forest")
+        .forest
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,10 @@ pub mod error;
 pub mod forest;
 pub mod ids;
 pub mod persist;
+pub mod program;
+pub mod reach;
 pub mod rng;
+pub mod scores;
 pub mod synthetic;
 
 pub use error::{Error, Issue, IssueKind, OnInvalid, Result};

@@ -258,11 +258,7 @@ pub fn attribute<T: Money>(
     })
 }
 
-pub(crate) fn check_inputs<T: Money>(
-    forest: &Forest,
-    ev: &EventInput<'_, T>,
-    policy: &Policy<T>,
-) -> Result<()> {
+fn check_id_kind<T>(forest: &Forest, ev: &EventInput<'_, T>) -> Result<()> {
     if ev.buyer.kind() != forest.id_kind() {
         return Err(Error::Schema(format!(
             "column {} of the events holds {} ids but the graph's ids are {}",
@@ -271,6 +267,15 @@ pub(crate) fn check_inputs<T: Money>(
             forest.id_kind().name()
         )));
     }
+    Ok(())
+}
+
+pub(crate) fn check_inputs<T: Money>(
+    forest: &Forest,
+    ev: &EventInput<'_, T>,
+    policy: &Policy<T>,
+) -> Result<()> {
+    check_id_kind(forest, ev)?;
     if policy.window_ns.is_some() {
         if ev.ts.is_none() {
             return Err(Error::Policy(format!(
@@ -285,6 +290,19 @@ pub(crate) fn check_inputs<T: Money>(
         }
     }
     Ok(())
+}
+
+/// Validated buyers as user indices (`NO_USER`: unknown, or the row was
+/// left out), the number of valid rows, and the rows left out.
+pub fn buyers<T: Money>(
+    forest: &Forest,
+    ev: &EventInput<'_, T>,
+    mode: OnInvalid,
+) -> Result<(Vec<UserIx>, usize, Vec<Issue>)> {
+    check_id_kind(forest, ev)?;
+    let (prep, issues) = prepare(forest, ev, mode)?;
+    let valid = ev.amount.len() - issues.len();
+    Ok((prep.buyer, valid, issues))
 }
 
 /// Strict validation, buyers as user indices, and the (ts, row) order.
@@ -580,8 +598,9 @@ impl<T> SharedMut<T> {
     }
 }
 
-/// Ledger rows grouped by beneficiary range — `rows[offsets[t]..offsets[t + 1]]`
-/// are range t's, in ledger order — by a parallel stable counting sort.
+/// Rows grouped by user range — `rows[offsets[t]..offsets[t + 1]]` are
+/// range t's, in row order — by a parallel stable counting sort. Rows whose
+/// user is `NO_USER` (unknown buyers) are left out.
 pub(crate) fn rows_by_range(beneficiary: &[UserIx], num_users: usize) -> (Vec<usize>, Vec<u32>) {
     const PART: usize = 1 << 16;
     let shift = range_shift(num_users);
@@ -592,7 +611,9 @@ pub(crate) fn rows_by_range(beneficiary: &[UserIx], num_users: usize) -> (Vec<us
         .map(|c| {
             let mut h = [0usize; RANGES];
             for &b in &beneficiary[c * PART..((c + 1) * PART).min(len)] {
-                h[(b >> shift) as usize] += 1;
+                if b != NO_USER {
+                    h[(b >> shift) as usize] += 1;
+                }
             }
             h
         })
@@ -608,12 +629,16 @@ pub(crate) fn rows_by_range(beneficiary: &[UserIx], num_users: usize) -> (Vec<us
         }
     }
     offsets[RANGES] = at;
-    let mut rows = vec![0u32; len];
+    let mut rows = vec![0u32; at];
     let out = SharedMut(rows.as_mut_ptr());
     (0..parts).into_par_iter().for_each(|c| {
         let mut next = starts[c];
         for i in c * PART..((c + 1) * PART).min(len) {
-            let t = (beneficiary[i] >> shift) as usize;
+            let b = beneficiary[i];
+            if b == NO_USER {
+                continue;
+            }
+            let t = (b >> shift) as usize;
             // SAFETY: part c writes range t's rows into
             // starts[c][t] .. starts[c][t] + hist[c][t], a slice of `rows`
             // that no other (part, range) pair owns.

@@ -19,6 +19,8 @@ pub trait Money: Copy + Send + Sync + PartialEq + PartialOrd + std::fmt::Debug +
     }
     /// Total order for sorting (floats by `total_cmp`).
     fn cmp_total(&self, other: &Self) -> std::cmp::Ordering;
+    /// The nearest float (integers in their own unit; decimals unscaled).
+    fn to_f64(self) -> f64;
 }
 
 impl Money for i64 {
@@ -41,6 +43,10 @@ impl Money for i64 {
     #[inline]
     fn checked_sub(self, other: Self) -> Option<Self> {
         i64::checked_sub(self, other)
+    }
+    #[inline]
+    fn to_f64(self) -> f64 {
+        self as f64
     }
     fn cmp_total(&self, other: &Self) -> std::cmp::Ordering {
         self.cmp(other)
@@ -65,6 +71,10 @@ impl Money for i128 {
     fn checked_sub(self, other: Self) -> Option<Self> {
         i128::checked_sub(self, other)
     }
+    #[inline]
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
     fn cmp_total(&self, other: &Self) -> std::cmp::Ordering {
         self.cmp(other)
     }
@@ -88,6 +98,10 @@ impl Money for f64 {
     fn checked_sub(self, other: Self) -> Option<Self> {
         let s = self - other;
         s.is_finite().then_some(s)
+    }
+    #[inline]
+    fn to_f64(self) -> f64 {
+        self
     }
     fn cmp_total(&self, other: &Self) -> std::cmp::Ordering {
         self.total_cmp(other)

@@ -1,0 +1,197 @@
+//! Reach on the referral forest: per user, descendants level by level,
+//! all descendants, height and root (DESIGN.md "Reach and scores").
+//!
+//! Users are numbered so that `parent[u] < u`, so one reverse scan is a
+//! bottom-up pass and one forward scan a top-down pass: no recursion, and a
+//! chain a million deep costs what a million leaves cost. Levels are pulls
+//! over the children CSR, one parallel pass per level.
+
+use rayon::prelude::*;
+
+use crate::forest::Forest;
+use crate::ids::{UserIx, NO_USER};
+
+/// Per user (index order) reach counts; see [`reach`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reach {
+    /// `levels[k][u]`: u's descendants exactly k + 1 levels below.
+    pub levels: Vec<Vec<u32>>,
+    pub descendants: Vec<u32>,
+    /// Longest path down (0 for a leaf).
+    pub height: Vec<u32>,
+    pub root: Vec<UserIx>,
+}
+
+/// Per user: children counts `level_1`, then `level_k` for k <= `max_depth`,
+/// descendants, height and root. O(n · max_depth).
+pub fn reach(forest: &Forest, max_depth: usize) -> Reach {
+    // Counts never pass the user count, which fits u32.
+    let levels = levels_below(forest, max_depth, 0u32, |_| 1u32, |a, b| Ok::<_, ()>(a + b))
+        .unwrap_or_default();
+    let (descendants, height) = subtree(forest);
+    Reach {
+        levels,
+        descendants,
+        height,
+        root: roots(forest),
+    }
+}
+
+/// `out[k][u]`: the sum of `value(c)` over u's descendants c exactly k + 1
+/// levels below, for k < `depth`. Level 1 sums `value` over the children;
+/// level k + 1 sums level k over the children. Sums run in children order
+/// through `add` (checked for money), so floats come out the same on any
+/// thread count.
+pub fn levels_below<T, E>(
+    forest: &Forest,
+    depth: usize,
+    zero: T,
+    value: impl Fn(UserIx) -> T + Sync,
+    add: impl Fn(T, T) -> Result<T, E> + Sync,
+) -> Result<Vec<Vec<T>>, E>
+where
+    T: Copy + Send + Sync,
+    E: Send,
+{
+    let n = forest.num_users();
+    let (offsets, children) = forest.children_csr();
+    let kids = |u: usize| &children[offsets[u] as usize..offsets[u + 1] as usize];
+    let mut out: Vec<Vec<T>> = Vec::with_capacity(depth);
+    for _ in 0..depth {
+        let next: Vec<T> = match out.last() {
+            None => (0..n)
+                .into_par_iter()
+                .map(|u| sum_over(kids(u), zero, &value, &add))
+                .collect::<Result<_, E>>()?,
+            Some(prev) => (0..n)
+                .into_par_iter()
+                .map(|u| sum_over(kids(u), zero, |c| prev[c as usize], &add))
+                .collect::<Result<_, E>>()?,
+        };
+        out.push(next);
+    }
+    Ok(out)
+}
+
+#[inline]
+fn sum_over<T: Copy, E>(
+    kids: &[UserIx],
+    zero: T,
+    value: impl Fn(UserIx) -> T,
+    add: impl Fn(T, T) -> Result<T, E>,
+) -> Result<T, E> {
+    let mut it = kids.iter();
+    match it.next() {
+        None => Ok(zero),
+        Some(&c0) => it.try_fold(value(c0), |s, &c| add(s, value(c))),
+    }
+}
+
+/// Descendants and height of every user: one bottom-up (reverse index) scan.
+pub fn subtree(forest: &Forest) -> (Vec<u32>, Vec<u32>) {
+    let parent = forest.parent();
+    let n = parent.len();
+    let mut desc = vec![0u32; n];
+    let mut height = vec![0u32; n];
+    for u in (0..n).rev() {
+        let p = parent[u];
+        if p != NO_USER {
+            let p = p as usize;
+            desc[p] += desc[u] + 1;
+            height[p] = height[p].max(height[u] + 1);
+        }
+    }
+    (desc, height)
+}
+
+/// The root above every user (itself for a root): one top-down scan.
+pub fn roots(forest: &Forest) -> Vec<UserIx> {
+    let parent = forest.parent();
+    let mut root: Vec<UserIx> = Vec::with_capacity(parent.len());
+    for (u, &p) in parent.iter().enumerate() {
+        let r = if p == NO_USER {
+            u as UserIx
+        } else {
+            root[p as usize]
+        };
+        root.push(r);
+    }
+    root
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forest::test_forest;
+    use crate::ids::IdRef;
+
+    fn ix(f: &Forest, id: i64) -> usize {
+        f.lookup(IdRef::Int(id)).expect("known id") as usize
+    }
+
+    #[test]
+    fn levels_descendants_height_and_root() {
+        // 1 -> 2, 3; 2 -> 4; 4 -> 5; 6 alone.
+        let f = test_forest(
+            &[1, 2, 3, 4, 5, 6],
+            &[None, Some(1), Some(1), Some(2), Some(4), None],
+        );
+        let r = reach(&f, 3);
+        let at = |v: &Vec<u32>, id| v[ix(&f, id)];
+        assert_eq!([1, 2, 4, 6].map(|id| at(&r.levels[0], id)), [2, 1, 1, 0]);
+        assert_eq!(at(&r.levels[1], 1), 1);
+        assert_eq!(at(&r.levels[2], 1), 1);
+        assert_eq!(at(&r.levels[2], 2), 0);
+        assert_eq!(at(&r.descendants, 1), 4);
+        assert_eq!(at(&r.height, 1), 3);
+        assert_eq!(at(&r.height, 3), 0);
+        assert_eq!(r.root[ix(&f, 5)] as usize, ix(&f, 1));
+        assert_eq!(r.root[ix(&f, 6)] as usize, ix(&f, 6));
+    }
+
+    #[test]
+    fn a_million_deep_chain_has_no_recursion() {
+        let n = 1_000_000i64;
+        let users: Vec<i64> = (1..=n).collect();
+        let refs: Vec<Option<i64>> = (0..n).map(|i| (i > 0).then_some(i)).collect();
+        let f = test_forest(&users, &refs);
+        let r = reach(&f, 2);
+        assert_eq!(r.descendants[0], (n - 1) as u32);
+        assert_eq!(r.height[0], (n - 1) as u32);
+        assert_eq!(r.levels[1][0], 1);
+        assert!(r.root.iter().all(|&x| x == 0));
+    }
+
+    quickcheck::quickcheck! {
+        /// Against a naive count: walk up from every user, one level at a time.
+        fn prop_reach_matches_walking_up(links: Vec<u16>, depth: u8) -> bool {
+            let n = links.len() as i64;
+            let users: Vec<i64> = (0..n).collect();
+            // User i's referrer is some earlier user, or none (every 5th).
+            let refs: Vec<Option<i64>> = links
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| (i > 0 && l % 5 != 0).then(|| l as i64 % i as i64))
+                .collect();
+            let f = test_forest(&users, &refs);
+            let k = (depth % 6) as usize;
+            let r = reach(&f, k);
+            let mut levels = vec![vec![0u32; n as usize]; k];
+            let mut desc = vec![0u32; n as usize];
+            let mut height = vec![0u32; n as usize];
+            for u in 0..n as usize {
+                let (mut a, mut d) = (f.parent()[u], 1usize);
+                while a != NO_USER {
+                    if d <= k {
+                        levels[d - 1][a as usize] += 1;
+                    }
+                    desc[a as usize] += 1;
+                    height[a as usize] = height[a as usize].max(d as u32);
+                    a = f.parent()[a as usize];
+                    d += 1;
+                }
+            }
+            r.levels == levels && r.descendants == desc && r.height == height
+        }
+    }
+}
