@@ -25,7 +25,7 @@ use crate::gil::{enter_core, guard};
 use crate::graph::{issues_table, parse_on_invalid, PyReferralGraph};
 
 /// The amount column, normalised: int64, decimal128 (precision, scale) or float64.
-enum Amounts {
+pub(crate) enum Amounts {
     Int(Int64Array),
     Dec(Decimal128Array, u8, i8),
     Float(Float64Array),
@@ -55,7 +55,7 @@ impl Amounts {
         }
     }
 
-    fn array(&self) -> ArrayRef {
+    pub(crate) fn array(&self) -> ArrayRef {
         match self {
             Amounts::Int(a) => Arc::new(a.clone()),
             Amounts::Dec(a, ..) => Arc::new(a.clone()),
@@ -64,7 +64,7 @@ impl Amounts {
     }
 
     /// ("int" | "decimal" | "float", scale) for the policy's thresholds.
-    fn kind(&self) -> (&'static str, i8) {
+    pub(crate) fn kind(&self) -> (&'static str, i8) {
         match self {
             Amounts::Int(_) => ("int", 0),
             Amounts::Dec(_, _, s) => ("decimal", *s),
@@ -74,7 +74,7 @@ impl Amounts {
 }
 
 /// An amount type's Arrow and Python faces.
-trait Face: Money + for<'py> FromPyObject<'py, 'py> {
+pub(crate) trait Face: Money + for<'py> FromPyObject<'py, 'py> {
     fn to_array(v: Vec<Self>, amounts: &Amounts) -> PyResult<ArrayRef>;
     fn to_py<'py>(self, py: Python<'py>, amounts_scale: i8) -> PyResult<Bound<'py, PyAny>>;
 }
@@ -157,19 +157,19 @@ fn take_par(a: &ArrayRef, rows: &[u32], rows_arr: &UInt32Array) -> PyResult<Arra
 
 /// Column names of an events table, and whether optional ones were named.
 #[derive(Clone, Copy)]
-struct EventNames<'a> {
-    user_id: &'a str,
-    amount: &'a str,
-    ts: Option<&'a str>,
-    ts_required: bool,
-    event_id: Option<&'a str>,
-    event_id_required: bool,
+pub(crate) struct EventNames<'a> {
+    pub(crate) user_id: &'a str,
+    pub(crate) amount: &'a str,
+    pub(crate) ts: Option<&'a str>,
+    pub(crate) ts_required: bool,
+    pub(crate) event_id: Option<&'a str>,
+    pub(crate) event_id_required: bool,
 }
 
-struct EventColumns {
+pub(crate) struct EventColumns {
     buyer: IdColumn,
     buyer_valid: Option<Vec<bool>>,
-    amounts: Amounts,
+    pub(crate) amounts: Amounts,
     amount_valid: Option<Vec<bool>>,
     ts: Option<Timestamps>,
     event_id: Option<ArrayRef>,
@@ -183,7 +183,7 @@ fn validity(a: &dyn Array) -> Option<Vec<bool>> {
 }
 
 impl EventColumns {
-    fn read(data: PyRecordBatchReader, names: &EventNames<'_>) -> PyResult<Self> {
+    pub(crate) fn read(data: PyRecordBatchReader, names: &EventNames<'_>) -> PyResult<Self> {
         let t = InputTable::read(data, "events")?;
         let optional = |name: Option<&str>, required: bool| -> PyResult<Option<ArrayRef>> {
             match name {
@@ -221,7 +221,11 @@ impl EventColumns {
         })
     }
 
-    fn input<'a, T>(&'a self, values: &'a [T], names: &EventNames<'a>) -> attr::EventInput<'a, T> {
+    pub(crate) fn input<'a, T>(
+        &'a self,
+        values: &'a [T],
+        names: &EventNames<'a>,
+    ) -> attr::EventInput<'a, T> {
         attr::EventInput {
             buyer: self.buyer.slice(),
             buyer_valid: self.buyer_valid.as_deref(),

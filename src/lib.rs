@@ -4,11 +4,17 @@
 
 use pyo3::prelude::*;
 
+/// Large blocks on transparent huge pages: first-touch page faults cost
+/// more than most passes over the memory (see `referralgraph_core::alloc`).
+#[global_allocator]
+static ALLOC: referralgraph_core::alloc::HugePageAlloc = referralgraph_core::alloc::HugePageAlloc;
+
 mod arrow_io;
 mod attribution;
 mod errors;
 mod gil;
 mod graph;
+mod program;
 mod synthetic;
 
 #[pymodule(gil_used = false)]
@@ -17,6 +23,11 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<attribution::PySession>()?;
     m.add_function(wrap_pyfunction!(attribution::attribute, m)?)?;
     m.add_function(wrap_pyfunction!(attribution::session, m)?)?;
+    m.add_function(wrap_pyfunction!(program::reach, m)?)?;
+    m.add_function(wrap_pyfunction!(program::scores, m)?)?;
+    m.add_function(wrap_pyfunction!(program::pyramid, m)?)?;
+    m.add_function(wrap_pyfunction!(program::channels, m)?)?;
+    m.add_function(wrap_pyfunction!(program::metrics, m)?)?;
     m.add_function(wrap_pyfunction!(synthetic::synthetic_program, m)?)?;
     m.add_function(wrap_pyfunction!(graph::_panic_for_test, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -10,6 +10,11 @@ __all__ = [
     "__version__",
     "_panic_for_test",
     "attribute",
+    "channels",
+    "metrics",
+    "pyramid",
+    "reach",
+    "scores",
     "session",
     "synthetic_program",
 ]
@@ -111,3 +116,21 @@ def session(
     event_id: str | None,
     event_id_required: bool,
 ) -> Session: ...
+def reach(graph: ReferralGraph, max_depth: int) -> pa.Table: ...
+def scores(
+    graph: ReferralGraph,
+    events: Any,
+    *,
+    max_depth: int,
+    weights: list[float],
+    unit_scale: bool,
+    core_ppm: int,
+    advocate_ppm: int,
+    user_id: str,
+    amount: str,
+) -> pa.Table: ...
+def pyramid(graph: ReferralGraph, events: Any | None, *, user_id: str, amount: str) -> pa.Table: ...
+def channels(graph: ReferralGraph, events: Any, *, user_id: str, amount: str) -> pa.Table: ...
+def metrics(
+    graph: ReferralGraph, events: Any | None, *, user_id: str, amount: str
+) -> dict[str, Any]: ...

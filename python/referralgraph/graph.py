@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import pyarrow as pa
 
-from . import _core
+from . import _core, program
 from ._arrow import as_stream
 from .attribution import AttributionResult, Session
 from .exceptions import PolicyError
@@ -213,6 +214,104 @@ class ReferralGraph:
             )
         kind = "float64" if isinstance(amount, float) else "int64"
         return self.session(policy, amount_type=kind).attribute(user_id, amount, ts)
+
+    def reach(self, max_depth: int = 3) -> pa.Table:
+        """Per user (index order): ``user_id, depth, root_id, direct,
+        level_1..level_K, descendants, height`` (counts as uint32).
+
+        ``level_k`` counts the users exactly k levels below; ``descendants``
+        all of them; ``height`` is the longest path down. O(users × K), no
+        recursion (a chain a million deep is fine), GIL released.
+
+        >>> import pyarrow as pa, referralgraph as rg
+        >>> g = rg.ReferralGraph.from_arrow(pa.table({
+        ...     "user_id": [1, 2, 3, 4], "referrer_id": [None, 1, 1, 2]}))
+        >>> g.reach(max_depth=2).select(["user_id", "level_1", "level_2"]).to_pylist()[0]
+        {'user_id': 1, 'level_1': 2, 'level_2': 1}
+        """
+        return _core.reach(self._g, program.check_depth(max_depth))
+
+    def scores(
+        self,
+        events: Any,
+        *,
+        max_depth: int = 3,
+        weights: Sequence[float] | None = None,
+        tiers: tuple[float, float] = program.DEFAULT_TIERS,
+        user_id: str = "user_id",
+        amount: str = "amount",
+    ) -> pa.Table:
+        """Per user (index order): ``user_id, own_orders, own_amount,
+        repeat_buyer, direct, direct_converted, conversion_rate, descendants,
+        downstream_amount, score, tier``.
+
+        ``score`` = own amount + sum of ``weights[k-1]`` × the amount bought
+        by the descendants exactly k levels below (k <= ``max_depth``;
+        default weights 1, 1/2, 1/4, ...). ``tiers=(core, advocate)`` are the
+        shares of buyers in the top two tiers (default 1% and the next 9%);
+        see :mod:`referralgraph.program` for every definition. Amount
+        columns keep the events' type; events of unknown buyers are ignored.
+
+        Raises SchemaError, InvalidInputError (null/NaN amounts, null ids).
+        """
+        depth = program.check_depth(max_depth)
+        core_ppm, advocate_ppm = program.tier_ppm(tiers)
+        return _core.scores(
+            self._g,
+            as_stream(events, "events"),
+            max_depth=depth,
+            weights=program.check_weights(weights, depth),
+            unit_scale=True,
+            core_ppm=core_ppm,
+            advocate_ppm=advocate_ppm,
+            user_id=user_id,
+            amount=amount,
+        )
+
+    def pyramid(
+        self, events: Any = None, *, user_id: str = "user_id", amount: str = "amount"
+    ) -> pa.Table:
+        """The program's shape, one row per depth: ``depth, users``, with
+        events also ``buyers, amount``, and ``attenuation`` (users one level
+        up per user at this depth: 4.0 means each layer is 4x smaller)."""
+        stream = None if events is None else as_stream(events, "events")
+        table = _core.pyramid(self._g, stream, user_id=user_id, amount=amount)
+        return program.with_attenuation(table)
+
+    def channels(
+        self,
+        events: Any,
+        spend: Any = None,
+        *,
+        user_id: str = "user_id",
+        amount: str = "amount",
+        channel: str = "channel",
+        spend_column: str = "spend",
+    ) -> pa.Table:
+        """Per acquisition channel of the roots (sorted by name; roots
+        without a channel, implicit roots included, in a last row with a
+        null channel): ``channel, roots, users, buyers, amount_roots,
+        amount_descendants, viral_multiplier, amount`` — every user counts
+        for the channel of its root. With a ``spend`` table (columns
+        ``channel``, ``spend``, in the amount's unit; several rows per
+        channel are added up) also ``spend`` and ``roi`` = amount / spend."""
+        table = _core.channels(
+            self._g, as_stream(events, "events"), user_id=user_id, amount=amount
+        )
+        return program.finish_channels(table, spend, channel, spend_column)
+
+    def metrics(
+        self, events: Any = None, *, user_id: str = "user_id", amount: str = "amount"
+    ) -> dict[str, Any]:
+        """Program metrics: ``users, roots, referred_users, k_factor,
+        viral_multiplier, median_join_delay`` (a timedelta, or None without
+        joined_at) ``, median_join_delay_ns, join_pairs, depth_histogram``
+        (users per depth) and, with events, ``events,
+        unknown_buyer_events, buyers, repeat_buyers, buyer_k_factor,
+        repeat_purchase_rate``. Definitions: :mod:`referralgraph.program`."""
+        stream = None if events is None else as_stream(events, "events")
+        raw = _core.metrics(self._g, stream, user_id=user_id, amount=amount)
+        return program.finish_metrics(raw)
 
     @property
     def num_users(self) -> int:

@@ -4,6 +4,9 @@ use referralgraph_core::synthetic::{program, Params};
 use referralgraph_core::{Forest, IdSlice, OnInvalid};
 use std::time::Instant;
 
+#[global_allocator]
+static ALLOC: referralgraph_core::alloc::HugePageAlloc = referralgraph_core::alloc::HugePageAlloc;
+
 fn main() {
     let n: usize = std::env::args()
         .nth(1)

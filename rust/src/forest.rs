@@ -85,6 +85,8 @@ pub struct Forest {
     pub(crate) depth: Vec<u32>,
     /// Children in CSR (offsets, children), built on first use.
     pub(crate) children_csr: OnceLock<(Vec<u32>, Vec<UserIx>)>,
+    /// Breadth-first numbering, built on first use (reach, scores).
+    pub(crate) bfs: OnceLock<crate::bfs::BfsLayout>,
     pub(crate) joined_at: Option<Vec<i64>>,
     pub(crate) channels: Option<Channels>,
     pub(crate) joined_tz: Option<String>,
@@ -169,6 +171,10 @@ impl Forest {
                 .children_csr
                 .get()
                 .map_or(0, |(o, c)| 4 * (o.len() + c.len()))
+            + self
+                .bfs
+                .get()
+                .map_or(0, |b| 4 * (b.order.len() + b.pos.len() + b.parent.len()))
             + self.joined_at.as_ref().map_or(0, |v| v.len() * 8)
             + self.channels.as_ref().map_or(0, |c| c.codes.len() * 4)
     }
@@ -279,6 +285,7 @@ fn assemble(
         parent,
         depth,
         children_csr: OnceLock::new(),
+        bfs: OnceLock::new(),
         joined_at,
         channels,
         joined_tz: None,

@@ -6,7 +6,9 @@
 // as index loops than as zipped iterators.
 #![allow(clippy::needless_range_loop)]
 
+pub mod alloc;
 pub mod attribution;
+pub mod bfs;
 pub mod error;
 pub mod forest;
 pub mod ids;

@@ -3,13 +3,14 @@
 //!
 //! Users are numbered so that `parent[u] < u`, so one reverse scan is a
 //! bottom-up pass and one forward scan a top-down pass: no recursion, and a
-//! chain a million deep costs what a million leaves cost. Levels are pulls
-//! over the children CSR, one parallel pass per level.
+//! chain a million deep costs what a million leaves cost.
 
 use rayon::prelude::*;
 
+use crate::attribution::engine::SharedMut;
+use crate::bfs::BfsLayout;
 use crate::forest::Forest;
-use crate::ids::{UserIx, NO_USER};
+use crate::ids::{prefetch, UserIx, NO_USER};
 
 /// Per user (index order) reach counts; see [`reach`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,19 +23,109 @@ pub struct Reach {
     pub root: Vec<UserIx>,
 }
 
-/// Per user: children counts `level_1`, then `level_k` for k <= `max_depth`,
-/// descendants, height and root. O(n · max_depth).
+/// Per user: `level_1..level_K` for K = `max_depth`, descendants, height
+/// and root. O(n · K): one bottom-up sweep in BFS order adds each user's
+/// row (levels shifted by one, descendants, height) into its referrer's
+/// row — referrers come in order, so the sweep streams — then one gather
+/// of a row per user (a cache line for K <= 14) writes the columns in
+/// user index order.
 pub fn reach(forest: &Forest, max_depth: usize) -> Reach {
-    // Counts never pass the user count, which fits u32.
-    let levels = levels_below(forest, max_depth, 0u32, |_| 1u32, |a, b| Ok::<_, ()>(a + b))
-        .unwrap_or_default();
-    let (descendants, height) = subtree(forest);
+    let k = max_depth;
+    let w = k + 2;
+    let b = forest.bfs();
+    let rows = bottom_up(
+        b,
+        w,
+        0u32,
+        |_, _| {},
+        |me, up| {
+            if k > 0 {
+                up[0] += 1;
+                for j in 1..k {
+                    up[j] += me[j - 1];
+                }
+            }
+            // Counts never pass the user count, which fits u32.
+            up[k] += me[k] + 1;
+            up[k + 1] = up[k + 1].max(me[k + 1] + 1);
+            Ok::<_, ()>(())
+        },
+    )
+    .unwrap_or_default();
+    let mut cols = columns_by_user(&rows, w, b);
+    let height = cols.pop().unwrap_or_default();
+    let descendants = cols.pop().unwrap_or_default();
     Reach {
-        levels,
+        levels: cols,
         descendants,
         height,
         root: roots(forest),
     }
+}
+
+/// Rows of width `w` in BFS order: each starts as `init(user, row)`
+/// (in parallel), then every row is folded into its referrer's row by
+/// `push(row, referrer_row)`, children before referrers. Referrers appear
+/// in BFS order, so the sweep reads and writes memory in sequence.
+pub fn bottom_up<R, E>(
+    b: &BfsLayout,
+    w: usize,
+    zero: R,
+    init: impl Fn(UserIx, &mut [R]) + Sync,
+    mut push: impl FnMut(&[R], &mut [R]) -> Result<(), E>,
+) -> Result<Vec<R>, E>
+where
+    R: Copy + Send + Sync,
+{
+    let n = b.order.len();
+    let mut rows = vec![zero; n * w];
+    if w == 0 {
+        return Ok(rows);
+    }
+    rows.par_chunks_mut(w)
+        .zip(b.order.par_iter())
+        .for_each(|(row, &u)| init(u, row));
+    for i in (0..n).rev() {
+        let p = b.parent[i];
+        if p == NO_USER {
+            continue;
+        }
+        // p < i: the referrer's row lies wholly before this user's.
+        let (lo, hi) = rows.split_at_mut(i * w);
+        push(&hi[..w], &mut lo[p as usize * w..(p as usize + 1) * w])?;
+    }
+    Ok(rows)
+}
+
+/// Users ahead whose row the gather prefetches (independent misses overlap).
+const GATHER_AHEAD: usize = 16;
+
+/// BFS-ordered rows of width `w` as `w` columns in user index order, in
+/// parallel blocks of users.
+pub fn columns_by_user<R: Copy + Send + Sync + Default>(
+    rows: &[R],
+    w: usize,
+    b: &BfsLayout,
+) -> Vec<Vec<R>> {
+    const BLOCK: usize = 4096;
+    let n = b.pos.len();
+    let mut cols: Vec<Vec<R>> = (0..w).map(|_| vec![R::default(); n]).collect();
+    let ptrs: Vec<SharedMut<R>> = cols.iter_mut().map(|c| SharedMut(c.as_mut_ptr())).collect();
+    b.pos.par_chunks(BLOCK).enumerate().for_each(|(bi, pos)| {
+        let u0 = bi * BLOCK;
+        for (i, &p) in pos.iter().enumerate() {
+            if let Some(&ahead) = pos.get(i + GATHER_AHEAD) {
+                prefetch(&rows[ahead as usize * w]);
+            }
+            let row = &rows[p as usize * w..(p as usize + 1) * w];
+            for (j, &x) in row.iter().enumerate() {
+                // SAFETY: block bi writes only users u0..u0 + BLOCK of
+                // each column, which no other block touches.
+                unsafe { *ptrs[j].ptr().add(u0 + i) = x };
+            }
+        }
+    });
+    cols
 }
 
 /// `out[k][u]`: the sum of `value(c)` over u's descendants c exactly k + 1
@@ -87,36 +178,23 @@ fn sum_over<T: Copy, E>(
     }
 }
 
-/// Descendants and height of every user: one bottom-up (reverse index) scan.
-pub fn subtree(forest: &Forest) -> (Vec<u32>, Vec<u32>) {
-    let parent = forest.parent();
-    let n = parent.len();
-    let mut desc = vec![0u32; n];
-    let mut height = vec![0u32; n];
-    for u in (0..n).rev() {
-        let p = parent[u];
-        if p != NO_USER {
-            let p = p as usize;
-            desc[p] += desc[u] + 1;
-            height[p] = height[p].max(height[u] + 1);
-        }
-    }
-    (desc, height)
-}
-
-/// The root above every user (itself for a root): one top-down scan.
+/// The root above every user (itself for a root): a top-down sweep in BFS
+/// order, then one gather per user.
 pub fn roots(forest: &Forest) -> Vec<UserIx> {
-    let parent = forest.parent();
-    let mut root: Vec<UserIx> = Vec::with_capacity(parent.len());
-    for (u, &p) in parent.iter().enumerate() {
+    let b = forest.bfs();
+    let mut top: Vec<u32> = Vec::with_capacity(b.parent.len());
+    for (i, &p) in b.parent.iter().enumerate() {
         let r = if p == NO_USER {
-            u as UserIx
+            i as u32
         } else {
-            root[p as usize]
+            top[p as usize]
         };
-        root.push(r);
+        top.push(r);
     }
-    root
+    b.pos
+        .par_iter()
+        .map(|&i| b.order[top[i as usize] as usize])
+        .collect()
 }
 
 #[cfg(test)]

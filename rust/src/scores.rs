@@ -8,7 +8,7 @@ use crate::attribution::Money;
 use crate::error::{Error, Issue, OnInvalid, Result};
 use crate::forest::Forest;
 use crate::ids::UserIx;
-use crate::reach::{levels_below, subtree};
+use crate::reach::{levels_below, reach};
 
 /// The events table folded per user (index order).
 #[derive(Debug, Clone, PartialEq)]
@@ -119,9 +119,8 @@ pub struct Scores<T> {
 /// buyers active; users without an order are dormant.
 pub fn scores<T: Money>(
     forest: &Forest,
-    ev: &EventInput<'_, T>,
+    p: Purchases<T>,
     params: &ScoreParams,
-    mode: OnInvalid,
 ) -> Result<Scores<T>> {
     if params.weights.len() != params.depth {
         return Err(Error::Policy(format!(
@@ -130,7 +129,6 @@ pub fn scores<T: Money>(
             params.depth
         )));
     }
-    let p = purchases(forest, ev, mode)?;
     let n = forest.num_users();
     let (offsets, _) = forest.children_csr();
     let direct: Vec<u32> = offsets.par_windows(2).map(|w| w[1] - w[0]).collect();
@@ -144,7 +142,7 @@ pub fn scores<T: Money>(
     .ok()
     .and_then(|mut v| v.pop())
     .unwrap_or_default();
-    let (descendants, _) = subtree(forest);
+    let descendants = reach(forest, 0).descendants;
     let down = levels_below(
         forest,
         params.depth,
@@ -287,7 +285,8 @@ pub(crate) mod tests {
         // 1 -> 2 -> 3 -> 4; everyone buys 100 * id.
         let f = test_forest(&[1, 2, 3, 4], &[None, Some(1), Some(2), Some(3)]);
         let ev = events(&[1, 2, 3, 4], &[100, 200, 300, 400]);
-        let s = scores(&f, &ev, &params(2), OnInvalid::Raise).unwrap();
+        let p = purchases(&f, &ev, OnInvalid::Raise).unwrap();
+        let s = scores(&f, p.clone(), &params(2)).unwrap();
         let at = |id| f.lookup(IdRef::Int(id)).unwrap() as usize;
         assert_eq!(s.downstream[at(1)], 500);
         assert_eq!(s.score[at(1)], 100.0 + 200.0 + 0.5 * 300.0);
@@ -295,12 +294,11 @@ pub(crate) mod tests {
         assert_eq!((s.direct[at(1)], s.direct_converted[at(1)]), (1, 1));
         let e = scores(
             &f,
-            &ev,
+            p,
             &ScoreParams {
                 weights: vec![1.0],
                 ..params(2)
             },
-            OnInvalid::Raise,
         );
         assert!(matches!(e, Err(Error::Policy(_))));
     }
@@ -315,7 +313,8 @@ pub(crate) mod tests {
             .iter()
             .map(|&b| if b == 7 { 99 } else { 10 })
             .collect();
-        let s = scores(&f, &events(&buyers, &amounts), &params(1), OnInvalid::Raise).unwrap();
+        let p = purchases(&f, &events(&buyers, &amounts), OnInvalid::Raise).unwrap();
+        let s = scores(&f, p, &params(1)).unwrap();
         let tier = |id| s.tier[f.lookup(IdRef::Int(id)).unwrap() as usize];
         // ceil(1% of 150) = 2 core: user 7 (best score), then user 1 (smallest id).
         let core: Vec<i64> = users.iter().copied().filter(|&u| tier(u) == CORE).collect();

@@ -1,0 +1,146 @@
+//! A breadth-first numbering of the forest, for passes that sweep every
+//! user once: in BFS order a user's children are consecutive and referrers
+//! appear in the same order as their children, so a bottom-up pass
+//! (children into referrers) or a top-down pass streams through memory
+//! instead of jumping to a random referrer per user.
+
+use rayon::prelude::*;
+
+use crate::attribution::engine::SharedMut;
+use crate::forest::Forest;
+use crate::ids::{UserIx, NO_USER};
+
+/// Users in BFS order (roots in index order, then layer by layer, each
+/// user's children together in index order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BfsLayout {
+    /// BFS position -> user index.
+    pub order: Vec<UserIx>,
+    /// User index -> BFS position.
+    pub pos: Vec<u32>,
+    /// BFS position -> the referrer's BFS position (`NO_USER`: a root).
+    /// Non-decreasing after the roots.
+    pub parent: Vec<u32>,
+}
+
+/// Layers smaller than this are expanded on the calling thread: a deep
+/// chain has a million layers of one user.
+const PAR_LAYER: usize = 4096;
+
+impl Forest {
+    /// The BFS layout, built once on first use (O(n), layers in parallel).
+    pub fn bfs(&self) -> &BfsLayout {
+        self.bfs.get_or_init(|| layout(self))
+    }
+}
+
+fn layout(f: &Forest) -> BfsLayout {
+    let (offsets, children) = f.children_csr();
+    let n = f.num_users();
+    let mut order: Vec<UserIx> = Vec::with_capacity(n);
+    order.extend(
+        f.parent()
+            .par_iter()
+            .enumerate()
+            .filter(|(_, &p)| p == NO_USER)
+            .map(|(u, _)| u as UserIx)
+            .collect::<Vec<_>>(),
+    );
+    let mut parent = vec![NO_USER; order.len()];
+    parent.reserve(n - order.len());
+    let mut start = 0;
+    while start < order.len() {
+        let end = order.len();
+        let kids =
+            |u: UserIx| &children[offsets[u as usize] as usize..offsets[u as usize + 1] as usize];
+        if end - start < PAR_LAYER {
+            for i in start..end {
+                let u = order[i];
+                order.extend_from_slice(kids(u));
+                parent.resize(order.len(), i as u32);
+            }
+        } else {
+            // Where each member's children go: a prefix sum of their counts.
+            let mut at: Vec<usize> = order[start..end]
+                .par_iter()
+                .map(|&u| kids(u).len())
+                .collect();
+            let mut total = end;
+            for a in at.iter_mut() {
+                let c = *a;
+                *a = total;
+                total += c;
+            }
+            order.resize(total, 0);
+            parent.resize(total, 0);
+            let (layer, next) = order.split_at_mut(end);
+            let (o, p) = (
+                SharedMut(next.as_mut_ptr()),
+                SharedMut(parent[end..].as_mut_ptr()),
+            );
+            layer[start..end]
+                .par_iter()
+                .zip(at.par_iter())
+                .enumerate()
+                .for_each(|(i, (&u, &dst))| {
+                    let k = kids(u);
+                    for (j, &c) in k.iter().enumerate() {
+                        // SAFETY: member i owns next[dst - end ..][..k.len()]
+                        // (a prefix sum of the counts), disjoint from the others.
+                        unsafe {
+                            *o.ptr().add(dst - end + j) = c;
+                            *p.ptr().add(dst - end + j) = (start + i) as u32;
+                        }
+                    }
+                });
+        }
+        start = end;
+    }
+    debug_assert_eq!(order.len(), n);
+    let mut pos = vec![0u32; n];
+    let out = SharedMut(pos.as_mut_ptr());
+    order.par_iter().enumerate().for_each(|(i, &u)| {
+        // SAFETY: `order` is a permutation, so every u is written once.
+        unsafe { *out.ptr().add(u as usize) = i as u32 };
+    });
+    BfsLayout { order, pos, parent }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::forest::test_forest;
+    use crate::ids::NO_USER;
+
+    #[test]
+    fn layout_is_a_bfs_permutation_with_consecutive_children() {
+        // Large enough for the parallel layers: 5000 roots, each with two
+        // children, the first of which has one child.
+        let mut users = Vec::new();
+        let mut refs = Vec::new();
+        for r in 0..5000i64 {
+            users.extend([r * 10, r * 10 + 1, r * 10 + 2, r * 10 + 3]);
+            refs.extend([None, Some(r * 10), Some(r * 10), Some(r * 10 + 1)]);
+        }
+        let f = test_forest(&users, &refs);
+        let b = f.bfs();
+        let n = f.num_users();
+        assert_eq!(b.order.len(), n);
+        for i in 0..n {
+            assert_eq!(b.pos[b.order[i] as usize] as usize, i);
+            let p = f.parent()[b.order[i] as usize];
+            let expect = if p == NO_USER {
+                NO_USER
+            } else {
+                b.pos[p as usize]
+            };
+            assert_eq!(b.parent[i], expect);
+            if i > 0 && b.parent[i - 1] != NO_USER {
+                assert!(b.parent[i] >= b.parent[i - 1], "referrers in order");
+            }
+            let d = |j: usize| f.depth()[b.order[j] as usize];
+            if i > 0 {
+                assert!(d(i) >= d(i - 1), "layer by layer");
+            }
+        }
+    }
+}
