@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import subprocess
-import sys
 from decimal import Decimal
 
 import pandas as pd
@@ -14,6 +12,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 import referralgraph as rg
+from _threads import outputs_per_thread_count
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from referralgraph.testing import reference
@@ -386,16 +385,7 @@ for c in res.ledger.columns + res.totals.columns:
     h.update(str(c.to_pylist()).encode())
 print(json.dumps([h.hexdigest(), res.stats]))
 """
-    outs = set()
-    for threads in ("1", "2", "3"):
-        out = subprocess.run(
-            [sys.executable, "-c", script],
-            env={"RAYON_NUM_THREADS": threads, "PATH": "/usr/bin:/bin"},
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        outs.add(out)
+    outs = outputs_per_thread_count(script)
     assert len(outs) == 1
     assert json.loads(outs.pop())[1]["ledger_rows"] > 1000
 

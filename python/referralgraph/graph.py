@@ -295,9 +295,7 @@ class ReferralGraph:
         for the channel of its root. With a ``spend`` table (columns
         ``channel``, ``spend``, in the amount's unit; several rows per
         channel are added up) also ``spend`` and ``roi`` = amount / spend."""
-        table = _core.channels(
-            self._g, as_stream(events, "events"), user_id=user_id, amount=amount
-        )
+        table = _core.channels(self._g, as_stream(events, "events"), user_id=user_id, amount=amount)
         return program.finish_channels(table, spend, channel, spend_column)
 
     def metrics(

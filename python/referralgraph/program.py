@@ -67,7 +67,9 @@ def check_weights(weights: Sequence[float] | None, max_depth: int) -> list[float
         return default_weights(max_depth)
     w = [float(x) for x in weights]
     if len(w) != max_depth:
-        raise ValueError(f"weights has {len(w)} values for max_depth={max_depth}; give one per level")
+        raise ValueError(
+            f"weights has {len(w)} values for max_depth={max_depth}; give one per level"
+        )
     if not all(math.isfinite(x) and x >= 0 for x in w):
         raise ValueError(f"weights must be finite and >= 0, not {list(weights)!r}")
     return w
@@ -110,9 +112,7 @@ def finish_channels(table: pa.Table, spend: Any, channel: str, spend_column: str
 
             raise SchemaError(f"the spend table has no column {name!r} (columns: {s.column_names})")
     by_channel: dict[Any, float] = {}
-    for k, v in zip(
-        s.column(channel).to_pylist(), s.column(spend_column).to_pylist(), strict=True
-    ):
+    for k, v in zip(s.column(channel).to_pylist(), s.column(spend_column).to_pylist(), strict=True):
         if v is not None:
             by_channel[k] = by_channel.get(k, 0.0) + float(v)
     names = table.column("channel").to_pylist()
