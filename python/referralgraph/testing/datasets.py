@@ -8,9 +8,11 @@ import datetime as dt
 import os
 from collections.abc import Iterable
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-__all__ = ["beibei_program"]
+__all__ = ["beibei_program", "twitter_cascades"]
 
 _T0 = dt.datetime(2020, 1, 1)
 
@@ -70,3 +72,55 @@ def beibei_program(paths: Iterable[str | os.PathLike[str]]) -> tuple[pa.Table, p
         }
     )
     return referrals, events
+
+
+def twitter_cascades(path: str | os.PathLike[str]) -> pa.Table:
+    """Referrals from the Twitter15/16 retweet cascades (Ma, Gao, Wong,
+    ACL 2017): who passed a story to whom. ``path`` is the TSV (optionally
+    gzipped) with ``cascade_id, parent_uid, child_uid, child_delay_min``.
+
+    A user is a (cascade, uid) pair, id ``"<cascade_id>:<uid>"``; a row
+    whose parent is ``ROOT`` makes its child the cascade's source (a root).
+    A child listed under several parents keeps the earliest (smallest
+    delay, then the first row); ``joined_at`` is the delay after the
+    source. Rows where a user passes the story to themselves are left out.
+    """
+    import pyarrow.csv as pacsv
+
+    t = pacsv.read_csv(
+        path,
+        parse_options=pacsv.ParseOptions(delimiter="\t"),
+        convert_options=pacsv.ConvertOptions(
+            column_types={
+                "cascade_id": pa.string(),
+                "parent_uid": pa.string(),
+                "child_uid": pa.string(),
+                "child_delay_min": pa.float64(),
+            },
+            include_columns=["cascade_id", "parent_uid", "child_uid", "child_delay_min"],
+        ),
+    )
+    # A user passing a story to themselves is not a referral.
+    t = t.filter(pc.not_equal(t["parent_uid"], t["child_uid"]))
+    child = pc.binary_join_element_wise(t["cascade_id"], t["child_uid"], ":")
+    root = pc.equal(t["parent_uid"], "ROOT")
+    parent = pc.if_else(
+        root,
+        pa.scalar(None, pa.string()),
+        pc.binary_join_element_wise(t["cascade_id"], t["parent_uid"], ":"),
+    )
+    delay = t["child_delay_min"].to_numpy()
+    # Earliest row per child: sort by (child, delay, row), keep run starts.
+    codes = pc.dictionary_encode(child).combine_chunks().indices.to_numpy()
+    order = np.lexsort((np.arange(len(codes)), delay, codes))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = codes[order][1:] != codes[order][:-1]
+    keep = pa.array(order[first])
+    minutes = np.round(delay * 60_000).astype("int64")  # milliseconds
+    return pa.table(
+        {
+            "user_id": child.take(keep),
+            "referrer_id": parent.take(keep),
+            "joined_at": pa.array(minutes, pa.int64()).take(keep).cast(pa.timestamp("ms")),
+        }
+    )
