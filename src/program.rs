@@ -10,6 +10,7 @@ use arrow_array::{
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use pyo3_arrow::PyRecordBatchReader;
+use rayon::prelude::*;
 use referralgraph_core::scores::{self as core_scores, Purchases, ScoreParams, TIER_NAMES};
 use referralgraph_core::{program, reach as core_reach, Forest, OnInvalid};
 
@@ -40,8 +41,13 @@ pub fn reach(
             Ok(core_reach::reach(&f, max_depth))
         })?
     };
-    let (offsets, _) = f.children_csr();
-    let direct: Vec<u32> = offsets.windows(2).map(|w| w[1] - w[0]).collect();
+    let direct = match r.levels.first() {
+        Some(level_1) => level_1.clone(),
+        None => {
+            let (offsets, _) = f.children_csr();
+            offsets.par_windows(2).map(|w| w[1] - w[0]).collect()
+        }
+    };
     let names: Vec<String> = (1..=max_depth).map(|k| format!("level_{k}")).collect();
     let mut cols: Vec<(&str, ArrayRef)> = vec![
         ("user_id", ids_array(f.ids())),
