@@ -7,8 +7,10 @@
 use rayon::prelude::*;
 
 use crate::attribution::engine::SharedMut;
-use crate::forest::Forest;
-use crate::ids::{UserIx, NO_USER};
+use std::sync::OnceLock;
+
+use crate::forest::{Channels, Forest};
+use crate::ids::{IdValues, UserIx, NO_USER};
 
 /// Users in BFS order (roots in index order, then layer by layer, each
 /// user's children together in index order).
@@ -27,14 +29,125 @@ pub struct BfsLayout {
 /// chain has a million layers of one user.
 const PAR_LAYER: usize = 4096;
 
-impl Forest {
-    /// The BFS layout, built once on first use (O(n), layers in parallel).
-    pub fn bfs(&self) -> &BfsLayout {
-        self.bfs.get_or_init(|| layout(self))
+/// A view of the BFS numbering: `None` maps are the identity (the forest
+/// is numbered breadth-first already, as `Forest::build` leaves it).
+#[derive(Debug, Clone, Copy)]
+pub struct Bfs<'a> {
+    /// BFS position -> user index.
+    pub order: Option<&'a [UserIx]>,
+    /// User index -> BFS position.
+    pub pos: Option<&'a [u32]>,
+    /// BFS position -> the referrer's BFS position (`NO_USER`: a root).
+    pub parent: &'a [u32],
+}
+
+impl Bfs<'_> {
+    pub fn len(&self) -> usize {
+        self.parent.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.parent.is_empty()
+    }
+    #[inline]
+    pub fn user(&self, i: usize) -> UserIx {
+        self.order.map_or(i as UserIx, |o| o[i])
     }
 }
 
-fn layout(f: &Forest) -> BfsLayout {
+impl Forest {
+    /// The BFS numbering: the identity for a forest built by `build`; else
+    /// (after `extend`) a layout built once on first use (O(n), parallel).
+    pub fn bfs(&self) -> Bfs<'_> {
+        if self.bfs_ordered {
+            return Bfs {
+                order: None,
+                pos: None,
+                parent: &self.parent,
+            };
+        }
+        let b = self.bfs.get_or_init(|| layout(self));
+        Bfs {
+            order: Some(&b.order),
+            pos: Some(&b.pos),
+            parent: &b.parent,
+        }
+    }
+
+    /// The same forest with users renumbered breadth-first.
+    pub(crate) fn into_bfs_order(self) -> Forest {
+        if self.bfs_ordered {
+            return self;
+        }
+        let BfsLayout { order, pos, parent } = layout(&self);
+        let gather = |v: &[u32]| -> Vec<u32> { order.par_iter().map(|&u| v[u as usize]).collect() };
+        let ids = match &self.ids {
+            IdValues::Int(v) => IdValues::Int(order.par_iter().map(|&u| v[u as usize]).collect()),
+            IdValues::Str { offsets, data } => {
+                let mut new_offsets = Vec::with_capacity(offsets.len());
+                new_offsets.push(0i64);
+                let mut at = 0i64;
+                for &u in &order {
+                    at += offsets[u as usize + 1] - offsets[u as usize];
+                    new_offsets.push(at);
+                }
+                let mut new_data = vec![0u8; data.len()];
+                let dst = SharedMut(new_data.as_mut_ptr());
+                order.par_iter().enumerate().for_each(|(i, &u)| {
+                    let src = &data[offsets[u as usize] as usize..offsets[u as usize + 1] as usize];
+                    // SAFETY: position i owns new_data[new_offsets[i]..new_offsets[i + 1]],
+                    // a prefix sum of the same lengths: disjoint and in bounds.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            src.as_ptr(),
+                            dst.ptr().add(new_offsets[i] as usize),
+                            src.len(),
+                        )
+                    };
+                });
+                IdValues::Str {
+                    offsets: new_offsets,
+                    data: new_data,
+                }
+            }
+        };
+        let mut index = self.index;
+        index.remap(|v| pos[v as usize]);
+        let depth = gather(&self.depth);
+        let joined_at = self
+            .joined_at
+            .map(|j| order.par_iter().map(|&u| j[u as usize]).collect());
+        let channels = self.channels.map(|c| Channels {
+            codes: gather(&c.codes),
+            names: c.names,
+        });
+        Forest {
+            ids,
+            index,
+            parent,
+            depth,
+            children_csr: OnceLock::new(),
+            bfs: OnceLock::new(),
+            bfs_ordered: true,
+            joined_at,
+            channels,
+            joined_tz: self.joined_tz,
+            num_roots: self.num_roots,
+            max_depth: self.max_depth,
+        }
+    }
+}
+
+/// Roots first, then every non-root's referrer no earlier than the
+/// previous non-root's: the numbering `layout` would produce.
+pub(crate) fn is_bfs_ordered(parent: &[UserIx]) -> bool {
+    let roots = parent.iter().take_while(|&&p| p == NO_USER).count();
+    parent[roots..]
+        .par_windows(2)
+        .all(|w| w[0] != NO_USER && w[1] != NO_USER && w[0] <= w[1])
+        && parent.get(roots).is_none_or(|&p| p != NO_USER)
+}
+
+pub(crate) fn layout(f: &Forest) -> BfsLayout {
     let (offsets, children) = f.children_csr();
     let n = f.num_users();
     let mut order: Vec<UserIx> = Vec::with_capacity(n);
@@ -122,7 +235,9 @@ mod tests {
             refs.extend([None, Some(r * 10), Some(r * 10), Some(r * 10 + 1)]);
         }
         let f = test_forest(&users, &refs);
-        let b = f.bfs();
+        assert!(f.bfs_ordered, "build numbers users breadth-first");
+        let b = crate::bfs::layout(&f);
+        assert_eq!(b.order, (0..f.num_users() as u32).collect::<Vec<_>>());
         let n = f.num_users();
         assert_eq!(b.order.len(), n);
         for i in 0..n {

@@ -85,8 +85,12 @@ pub struct Forest {
     pub(crate) depth: Vec<u32>,
     /// Children in CSR (offsets, children), built on first use.
     pub(crate) children_csr: OnceLock<(Vec<u32>, Vec<UserIx>)>,
-    /// Breadth-first numbering, built on first use (reach, scores).
+    /// Breadth-first numbering, built on first use when the users are
+    /// not numbered breadth-first already (see `bfs.rs`).
     pub(crate) bfs: OnceLock<crate::bfs::BfsLayout>,
+    /// The numbering is breadth-first: roots first, then children grouped
+    /// by referrer in referrer order (true after `build`).
+    pub(crate) bfs_ordered: bool,
     pub(crate) joined_at: Option<Vec<i64>>,
     pub(crate) channels: Option<Channels>,
     pub(crate) joined_tz: Option<String>,
@@ -184,8 +188,15 @@ impl Forest {
     /// Errors (strict mode): `Invalid` for a null user id or a
     /// self-referral, `DuplicateUser`, `Cycle` (listing its members),
     /// `Schema` when user and referrer ids are of different kinds.
+    ///
+    /// Users are numbered breadth-first (roots, then each layer with every
+    /// referrer's users together), so passes over the whole forest stream.
     pub fn build(input: &ReferralInput<'_>, on_invalid: OnInvalid) -> Result<Built> {
-        build(input, on_invalid, None)
+        let built = build(input, on_invalid, None)?;
+        Ok(Built {
+            forest: built.forest.into_bfs_order(),
+            issues: built.issues,
+        })
     }
 
     /// A new forest with the users of `input` added; the old one is unchanged.
@@ -279,6 +290,7 @@ fn assemble(
 ) -> Forest {
     let num_roots = parent.iter().filter(|&&p| p == NO_USER).count();
     let max_depth = depth.iter().copied().max().unwrap_or(0);
+    let bfs_ordered = crate::bfs::is_bfs_ordered(&parent);
     Forest {
         ids,
         index,
@@ -286,6 +298,7 @@ fn assemble(
         depth,
         children_csr: OnceLock::new(),
         bfs: OnceLock::new(),
+        bfs_ordered,
         joined_at,
         channels,
         joined_tz: None,
@@ -919,6 +932,34 @@ fn find_cycles(
     }
     cycles.sort_by_key(|c| c[0]);
     cycles
+}
+
+/// Test forests from (user, referrer) pairs with int ids: the first `split`
+/// rows built, the rest added by `extend` (which keeps the base's numbering,
+/// so the result is usually not breadth-first).
+#[cfg(test)]
+pub(crate) fn test_forest_extended(
+    users: &[i64],
+    referrers: &[Option<i64>],
+    split: usize,
+) -> Forest {
+    let base = test_forest(&users[..split], &referrers[..split]);
+    let refs: Vec<i64> = referrers[split..].iter().map(|r| r.unwrap_or(0)).collect();
+    let valid: Vec<bool> = referrers[split..].iter().map(Option::is_some).collect();
+    let input = ReferralInput {
+        user: IdSlice::Int(&users[split..]),
+        user_valid: None,
+        referrer: IdSlice::Int(&refs),
+        referrer_valid: Some(&valid),
+        joined_at: None,
+        channel: None,
+        joined_tz: None,
+        user_col: "user_id",
+        referrer_col: "referrer_id",
+    };
+    base.extend(&input, OnInvalid::Raise)
+        .expect("a valid extension")
+        .forest
 }
 
 /// Test forests from (user, referrer) pairs with int ids.

@@ -8,7 +8,7 @@
 use rayon::prelude::*;
 
 use crate::attribution::engine::SharedMut;
-use crate::bfs::BfsLayout;
+use crate::bfs::Bfs;
 use crate::forest::Forest;
 use crate::ids::{prefetch, UserIx, NO_USER};
 
@@ -24,15 +24,19 @@ pub struct Reach {
 }
 
 /// Per user: `level_1..level_K` for K = `max_depth`, descendants, height
-/// and root. O(n · K): one bottom-up sweep in BFS order adds each user's
-/// row (levels shifted by one, descendants, height) into its referrer's
-/// row — referrers come in order, so the sweep streams — then one gather
-/// of a row per user (a cache line for K <= 14) writes the columns in
-/// user index order.
+/// and root. O(n · K), bottom-up, in BFS order so that every access
+/// streams. A forest numbered breadth-first (as `Forest::build` leaves it)
+/// is swept layer by layer straight into the output columns, each layer in
+/// parallel chunks that own disjoint referrers. Otherwise (after `extend`)
+/// each user's row is added into its referrer's row in BFS order and the
+/// rows are gathered back into user order.
 pub fn reach(forest: &Forest, max_depth: usize) -> Reach {
+    let b = forest.bfs();
+    if b.order.is_none() {
+        return reach_in_place(forest, max_depth);
+    }
     let k = max_depth;
     let w = k + 2;
-    let b = forest.bfs();
     let rows = bottom_up(
         b,
         w,
@@ -63,12 +67,109 @@ pub fn reach(forest: &Forest, max_depth: usize) -> Reach {
     }
 }
 
+/// Layers smaller than this are swept on the calling thread.
+const PAR_LAYER: usize = 1 << 15;
+
+/// Index ranges of the depth layers of a breadth-first numbered forest
+/// (depth is non-decreasing in that numbering).
+fn layers(forest: &Forest) -> Vec<(usize, usize)> {
+    let depth = forest.depth();
+    let mut out = Vec::new();
+    let mut s = 0;
+    while s < depth.len() {
+        let d = depth[s];
+        let e = s + depth[s..].partition_point(|&x| x == d);
+        out.push((s, e));
+        s = e;
+    }
+    out
+}
+
+/// Splits layer `s..e` into chunks that never share a referrer.
+fn chunks_by_referrer(parent: &[UserIx], s: usize, e: usize) -> Vec<(usize, usize)> {
+    let parts = rayon::current_num_threads() * 4;
+    let step = ((e - s) / parts).max(PAR_LAYER / 4);
+    let mut out = Vec::new();
+    let mut a = s;
+    while a < e {
+        let mut z = (a + step).min(e);
+        while z < e && parent[z] == parent[z - 1] {
+            z += 1;
+        }
+        out.push((a, z));
+        a = z;
+    }
+    out
+}
+
+fn reach_in_place(forest: &Forest, k: usize) -> Reach {
+    let parent = forest.parent();
+    let n = parent.len();
+    let mut levels: Vec<Vec<u32>> = (0..k).map(|_| vec![0u32; n]).collect();
+    let mut desc = vec![0u32; n];
+    let mut height = vec![0u32; n];
+    let lp: Vec<SharedMut<u32>> = levels
+        .iter_mut()
+        .map(|c| SharedMut(c.as_mut_ptr()))
+        .collect();
+    let (dp, hp) = (SharedMut(desc.as_mut_ptr()), SharedMut(height.as_mut_ptr()));
+    // SAFETY (both closures): a chunk writes only the entries of its own
+    // referrers, which no other chunk of the layer has (chunks_by_referrer),
+    // and reads only entries of its own layer, which no chunk writes.
+    let push = |i: usize| unsafe {
+        let p = parent[i] as usize;
+        if k > 0 {
+            *lp[0].ptr().add(p) += 1;
+            for j in 1..k {
+                *lp[j].ptr().add(p) += *lp[j - 1].ptr().add(i);
+            }
+        }
+        *dp.ptr().add(p) += *dp.ptr().add(i) + 1;
+        let h = hp.ptr().add(p);
+        *h = (*h).max(*hp.ptr().add(i) + 1);
+    };
+    let all = layers(forest);
+    for &(s, e) in all.iter().skip(1).rev() {
+        if e - s < PAR_LAYER {
+            (s..e).for_each(push);
+        } else {
+            chunks_by_referrer(parent, s, e)
+                .into_par_iter()
+                .for_each(|(a, z)| (a..z).for_each(push));
+        }
+    }
+    let mut root: Vec<UserIx> = vec![0; n];
+    let rp = SharedMut(root.as_mut_ptr());
+    for &(s, e) in &all {
+        // SAFETY: a layer writes its own entries and reads the layer above.
+        let set = |i: usize| unsafe {
+            let p = parent[i];
+            *rp.ptr().add(i) = if p == NO_USER {
+                i as UserIx
+            } else {
+                *rp.ptr().add(p as usize)
+            };
+        };
+        if e - s < PAR_LAYER {
+            (s..e).for_each(set);
+        } else {
+            (s..e).into_par_iter().for_each(set);
+        }
+    }
+    Reach {
+        levels,
+        descendants: desc,
+        height,
+        root,
+    }
+}
+
 /// Rows of width `w` in BFS order: each starts as `init(user, row)`
 /// (in parallel), then every row is folded into its referrer's row by
 /// `push(row, referrer_row)`, children before referrers. Referrers appear
 /// in BFS order, so the sweep reads and writes memory in sequence.
 pub fn bottom_up<R, E>(
-    b: &BfsLayout,
+    b: Bfs<'_>,
     w: usize,
     zero: R,
     init: impl Fn(UserIx, &mut [R]) + Sync,
@@ -77,14 +178,14 @@ pub fn bottom_up<R, E>(
 where
     R: Copy + Send + Sync,
 {
-    let n = b.order.len();
+    let n = b.len();
     let mut rows = vec![zero; n * w];
     if w == 0 {
         return Ok(rows);
     }
     rows.par_chunks_mut(w)
-        .zip(b.order.par_iter())
-        .for_each(|(row, &u)| init(u, row));
+        .enumerate()
+        .for_each(|(i, row)| init(b.user(i), row));
     for i in (0..n).rev() {
         let p = b.parent[i];
         if p == NO_USER {
@@ -105,23 +206,28 @@ const GATHER_AHEAD: usize = 16;
 pub fn columns_by_user<R: Copy + Send + Sync + Default>(
     rows: &[R],
     w: usize,
-    b: &BfsLayout,
+    b: Bfs<'_>,
 ) -> Vec<Vec<R>> {
     const BLOCK: usize = 4096;
-    let n = b.pos.len();
+    let n = b.len();
     let mut cols: Vec<Vec<R>> = (0..w).map(|_| vec![R::default(); n]).collect();
     let ptrs: Vec<SharedMut<R>> = cols.iter_mut().map(|c| SharedMut(c.as_mut_ptr())).collect();
-    b.pos.par_chunks(BLOCK).enumerate().for_each(|(bi, pos)| {
+    (0..n.div_ceil(BLOCK)).into_par_iter().for_each(|bi| {
         let u0 = bi * BLOCK;
-        for (i, &p) in pos.iter().enumerate() {
-            if let Some(&ahead) = pos.get(i + GATHER_AHEAD) {
-                prefetch(&rows[ahead as usize * w]);
-            }
-            let row = &rows[p as usize * w..(p as usize + 1) * w];
-            for (j, &x) in row.iter().enumerate() {
+        for u in u0..(u0 + BLOCK).min(n) {
+            let p = match b.pos {
+                None => u,
+                Some(pos) => {
+                    if let Some(&ahead) = pos.get(u + GATHER_AHEAD) {
+                        prefetch(&rows[ahead as usize * w]);
+                    }
+                    pos[u] as usize
+                }
+            };
+            for (j, &x) in rows[p * w..(p + 1) * w].iter().enumerate() {
                 // SAFETY: block bi writes only users u0..u0 + BLOCK of
                 // each column, which no other block touches.
-                unsafe { *ptrs[j].ptr().add(u0 + i) = x };
+                unsafe { *ptrs[j].ptr().add(u) = x };
             }
         }
     });
@@ -179,7 +285,7 @@ fn sum_over<T: Copy, E>(
 }
 
 /// The root above every user (itself for a root): a top-down sweep in BFS
-/// order, then one gather per user.
+/// order (then one gather per user unless the forest is numbered so).
 pub fn roots(forest: &Forest) -> Vec<UserIx> {
     let b = forest.bfs();
     let mut top: Vec<u32> = Vec::with_capacity(b.parent.len());
@@ -191,16 +297,19 @@ pub fn roots(forest: &Forest) -> Vec<UserIx> {
         };
         top.push(r);
     }
-    b.pos
-        .par_iter()
-        .map(|&i| b.order[top[i as usize] as usize])
-        .collect()
+    match (b.pos, b.order) {
+        (Some(pos), Some(order)) => pos
+            .par_iter()
+            .map(|&i| order[top[i as usize] as usize])
+            .collect(),
+        _ => top,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forest::test_forest;
+    use crate::forest::{test_forest, test_forest_extended};
     use crate::ids::IdRef;
 
     fn ix(f: &Forest, id: i64) -> usize {
@@ -242,7 +351,7 @@ mod tests {
 
     quickcheck::quickcheck! {
         /// Against a naive count: walk up from every user, one level at a time.
-        fn prop_reach_matches_walking_up(links: Vec<u16>, depth: u8) -> bool {
+        fn prop_reach_matches_walking_up(links: Vec<u16>, depth: u8, split: u16) -> bool {
             let n = links.len() as i64;
             let users: Vec<i64> = (0..n).collect();
             // User i's referrer is some earlier user, or none (every 5th).
@@ -251,7 +360,13 @@ mod tests {
                 .enumerate()
                 .map(|(i, &l)| (i > 0 && l % 5 != 0).then(|| l as i64 % i as i64))
                 .collect();
-            let f = test_forest(&users, &refs);
+            // Half the time a base graph extended with the remaining users:
+            // not breadth-first, so reach goes through the BFS layout.
+            let f = if split.is_multiple_of(2) || links.is_empty() {
+                test_forest(&users, &refs)
+            } else {
+                test_forest_extended(&users, &refs, split as usize % links.len())
+            };
             let k = (depth % 6) as usize;
             let r = reach(&f, k);
             let mut levels = vec![vec![0u32; n as usize]; k];
@@ -269,7 +384,14 @@ mod tests {
                     d += 1;
                 }
             }
-            r.levels == levels && r.descendants == desc && r.height == height
+            let root_ok = (0..n as usize).all(|u| {
+                let mut a = u as u32;
+                while f.parent()[a as usize] != NO_USER {
+                    a = f.parent()[a as usize];
+                }
+                r.root[u] == a
+            });
+            r.levels == levels && r.descendants == desc && r.height == height && root_ok
         }
     }
 }
