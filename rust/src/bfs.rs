@@ -7,9 +7,7 @@
 use rayon::prelude::*;
 
 use crate::attribution::engine::SharedMut;
-use std::sync::OnceLock;
-
-use crate::forest::{Channels, Forest};
+use crate::forest::{assemble, Channels, Forest};
 use crate::ids::{IdValues, UserIx, NO_USER};
 
 /// Users in BFS order (roots in index order, then layer by layer, each
@@ -120,20 +118,10 @@ impl Forest {
             codes: gather(&c.codes),
             names: c.names,
         });
-        Forest {
-            ids,
-            index,
-            parent,
-            depth,
-            children_csr: OnceLock::new(),
-            bfs: OnceLock::new(),
-            bfs_ordered: true,
-            joined_at,
-            channels,
-            joined_tz: self.joined_tz,
-            num_roots: self.num_roots,
-            max_depth: self.max_depth,
-        }
+        let mut f = assemble(ids, index, parent, depth, joined_at, channels);
+        f.joined_tz = self.joined_tz;
+        debug_assert!(f.bfs_ordered);
+        f
     }
 }
 

@@ -280,7 +280,7 @@ impl Forest {
     }
 }
 
-fn assemble(
+pub(crate) fn assemble(
     ids: IdValues,
     index: IdIndex,
     parent: Vec<UserIx>,
@@ -934,9 +934,33 @@ fn find_cycles(
     cycles
 }
 
-/// Test forests from (user, referrer) pairs with int ids: the first `split`
-/// rows built, the rest added by `extend` (which keeps the base's numbering,
-/// so the result is usually not breadth-first).
+#[cfg(test)]
+fn test_input<'a>(users: &'a [i64], refs: &'a [i64], valid: &'a [bool]) -> ReferralInput<'a> {
+    ReferralInput {
+        user: IdSlice::Int(users),
+        user_valid: None,
+        referrer: IdSlice::Int(refs),
+        referrer_valid: Some(valid),
+        joined_at: None,
+        channel: None,
+        joined_tz: None,
+        user_col: "user_id",
+        referrer_col: "referrer_id",
+    }
+}
+
+/// Test forests from (user, referrer) pairs with int ids.
+#[cfg(test)]
+pub(crate) fn test_forest(users: &[i64], referrers: &[Option<i64>]) -> Forest {
+    let refs: Vec<i64> = referrers.iter().map(|r| r.unwrap_or(0)).collect();
+    let valid: Vec<bool> = referrers.iter().map(Option::is_some).collect();
+    Forest::build(&test_input(users, &refs, &valid), OnInvalid::Raise)
+        .expect("a valid test forest")
+        .forest
+}
+
+/// Like `test_forest`, but the rows after `split` are added by `extend`
+/// (which keeps the base's numbering: usually not breadth-first).
 #[cfg(test)]
 pub(crate) fn test_forest_extended(
     users: &[i64],
@@ -946,60 +970,19 @@ pub(crate) fn test_forest_extended(
     let base = test_forest(&users[..split], &referrers[..split]);
     let refs: Vec<i64> = referrers[split..].iter().map(|r| r.unwrap_or(0)).collect();
     let valid: Vec<bool> = referrers[split..].iter().map(Option::is_some).collect();
-    let input = ReferralInput {
-        user: IdSlice::Int(&users[split..]),
-        user_valid: None,
-        referrer: IdSlice::Int(&refs),
-        referrer_valid: Some(&valid),
-        joined_at: None,
-        channel: None,
-        joined_tz: None,
-        user_col: "user_id",
-        referrer_col: "referrer_id",
-    };
-    base.extend(&input, OnInvalid::Raise)
-        .expect("a valid extension")
-        .forest
-}
-
-/// Test forests from (user, referrer) pairs with int ids.
-#[cfg(test)]
-pub(crate) fn test_forest(users: &[i64], referrers: &[Option<i64>]) -> Forest {
-    let refs: Vec<i64> = referrers.iter().map(|r| r.unwrap_or(0)).collect();
-    let valid: Vec<bool> = referrers.iter().map(Option::is_some).collect();
-    let input = ReferralInput {
-        user: IdSlice::Int(users),
-        user_valid: None,
-        referrer: IdSlice::Int(&refs),
-        referrer_valid: Some(&valid),
-        joined_at: None,
-        channel: None,
-        joined_tz: None,
-        user_col: "user_id",
-        referrer_col: "referrer_id",
-    };
-    Forest::build(&input, OnInvalid::Raise)
-        .expect("a valid test forest")
-        .forest
+    base.extend(
+        &test_input(&users[split..], &refs, &valid),
+        OnInvalid::Raise,
+    )
+    .expect("a valid extension")
+    .forest
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn input<'a>(users: &'a [i64], refs: &'a [i64], valid: &'a [bool]) -> ReferralInput<'a> {
-        ReferralInput {
-            user: IdSlice::Int(users),
-            user_valid: None,
-            referrer: IdSlice::Int(refs),
-            referrer_valid: Some(valid),
-            joined_at: None,
-            channel: None,
-            joined_tz: None,
-            user_col: "user_id",
-            referrer_col: "referrer_id",
-        }
-    }
+    use super::test_input as input;
 
     fn ids_of(f: &Forest) -> Vec<i64> {
         match &f.ids {
