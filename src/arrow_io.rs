@@ -14,12 +14,14 @@ use arrow_array::{
     new_empty_array, Array, ArrayRef, Int64Array, LargeStringArray, PrimitiveArray, RecordBatch,
     StringArray, UInt32Array,
 };
-use arrow_buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
+use std::ptr::NonNull;
+
+use arrow_buffer::{ArrowNativeType, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 use pyo3::prelude::*;
 use pyo3_arrow::{PyRecordBatchReader, PyTable};
 use rayon::prelude::*;
-use referralgraph_core::{IdKind, IdSlice, IdValues, StrColumn, NO_USER, NULL_TS};
+use referralgraph_core::{Forest, IdKind, IdSlice, IdValues, StrColumn, NO_USER, NULL_TS};
 
 use crate::errors::{invalid_err, schema_err};
 
@@ -285,6 +287,42 @@ impl Timestamps {
         }
         Ok(Timestamps { ns, valid, tz })
     }
+}
+
+/// The owner of Arrow buffers that point into a forest: keeps it alive.
+struct ForestOwner(#[allow(dead_code)] Arc<Forest>);
+impl std::panic::RefUnwindSafe for ForestOwner {}
+
+/// A zero-copy Arrow buffer over `values`, a slice held by `forest`.
+fn forest_buffer<T: ArrowNativeType>(forest: &Arc<Forest>, values: &[T]) -> ScalarBuffer<T> {
+    let ptr = NonNull::new(values.as_ptr() as *mut u8).unwrap_or(NonNull::dangling());
+    // SAFETY: `values` lives inside `forest`, which is never mutated once
+    // built (its lazy caches are separate allocations) and which the buffer
+    // keeps alive through its owner; a Vec's pointer is aligned for T.
+    let buf = unsafe {
+        Buffer::from_custom_allocation(
+            ptr,
+            std::mem::size_of_val(values),
+            Arc::new(ForestOwner(forest.clone())),
+        )
+    };
+    ScalarBuffer::new(buf, 0, values.len())
+}
+
+/// The user id column in index order: zero copy for integer ids.
+pub fn user_id_array(forest: &Arc<Forest>) -> ArrayRef {
+    match forest.ids() {
+        IdValues::Int(v) => Arc::new(Int64Array::new(forest_buffer(forest, v), None)),
+        ids => ids_array(ids),
+    }
+}
+
+/// The depth column in index order, zero copy.
+pub fn depth_array(forest: &Arc<Forest>) -> ArrayRef {
+    Arc::new(UInt32Array::new(
+        forest_buffer(forest, forest.depth()),
+        None,
+    ))
 }
 
 /// All ids as an Arrow array (int64, or utf8 / large utf8 by size).

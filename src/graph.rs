@@ -13,8 +13,8 @@ use referralgraph_core::{
 };
 
 use crate::arrow_io::{
-    gather_ids, ids_array, to_pyarrow, ts_array, u32_array, IdColumn, InputTable, StrValues,
-    Timestamps,
+    depth_array, gather_ids, ids_array, to_pyarrow, ts_array, u32_array, user_id_array, IdColumn,
+    InputTable, StrValues, Timestamps,
 };
 use crate::errors::{internal_err, schema_err};
 use crate::gil::{enter_core, guard};
@@ -291,9 +291,9 @@ impl PyReferralGraph {
     fn users(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let f = &self.forest;
         let mut cols: Vec<(&str, ArrayRef)> = vec![
-            ("user_id", ids_array(f.ids())),
+            ("user_id", user_id_array(f)),
             ("referrer_id", gather_ids(f.ids(), f.parent())),
-            ("depth", u32_array(f.depth().to_vec(), None)),
+            ("depth", depth_array(f)),
         ];
         if let Some(j) = f.joined_at() {
             cols.push((

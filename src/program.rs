@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use referralgraph_core::scores::{self as core_scores, Purchases, ScoreParams, TIER_NAMES};
 use referralgraph_core::{program, reach as core_reach, Forest, OnInvalid};
 
-use crate::arrow_io::{gather_ids, ids_array, to_pyarrow, u32_array};
+use crate::arrow_io::{depth_array, gather_ids, to_pyarrow, u32_array, user_id_array};
 use crate::attribution::{Amounts, EventColumns, EventNames, Face};
 use crate::gil::{enter_core, guard};
 use crate::graph::PyReferralGraph;
@@ -36,27 +36,26 @@ pub fn reach(
     let f = graph.get().forest.clone();
     let r = {
         let f = f.clone();
-        enter_core(py, move || {
-            f.children_csr();
-            Ok(core_reach::reach(&f, max_depth))
-        })?
+        enter_core(py, move || Ok(core_reach::reach(&f, max_depth)))?
     };
-    let direct = match r.levels.first() {
+    let levels: Vec<ArrayRef> = r.levels.into_iter().map(|l| u32_array(l, None)).collect();
+    // direct is level_1: the same immutable buffer, shared.
+    let direct = match levels.first() {
         Some(level_1) => level_1.clone(),
         None => {
             let (offsets, _) = f.children_csr();
-            offsets.par_windows(2).map(|w| w[1] - w[0]).collect()
+            u32_array(offsets.par_windows(2).map(|w| w[1] - w[0]).collect(), None)
         }
     };
     let names: Vec<String> = (1..=max_depth).map(|k| format!("level_{k}")).collect();
     let mut cols: Vec<(&str, ArrayRef)> = vec![
-        ("user_id", ids_array(f.ids())),
-        ("depth", u32_array(f.depth().to_vec(), None)),
+        ("user_id", user_id_array(&f)),
+        ("depth", depth_array(&f)),
         ("root_id", gather_ids(f.ids(), &r.root)),
-        ("direct", u32_array(direct, None)),
+        ("direct", direct),
     ];
-    for (name, level) in names.iter().zip(r.levels) {
-        cols.push((name, u32_array(level, None)));
+    for (name, level) in names.iter().zip(levels) {
+        cols.push((name, level));
     }
     cols.push(("descendants", u32_array(r.descendants, None)));
     cols.push(("height", u32_array(r.height, None)));
@@ -155,7 +154,7 @@ pub fn scores(
 
 fn scores_table<T: Face>(
     py: Python<'_>,
-    f: &Forest,
+    f: &Arc<Forest>,
     s: core_scores::Scores<T>,
     amounts: &Amounts,
 ) -> PyResult<Py<PyAny>> {
@@ -178,7 +177,7 @@ fn scores_table<T: Face>(
     to_pyarrow(
         py,
         vec![
-            ("user_id", ids_array(f.ids())),
+            ("user_id", user_id_array(f)),
             ("own_orders", u32_array(s.purchases.orders, None)),
             ("own_amount", T::to_array(s.purchases.amount, amounts)?),
             ("repeat_buyer", repeat),

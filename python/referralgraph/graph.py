@@ -62,8 +62,9 @@ class ReferralGraph:
         >>> g.num_users, g.num_roots, g.max_depth
         (3, 1, 2)
 
-    Users are numbered 0..num_users in a topological order (every referrer
-    before the users they referred); ``user_ids()`` maps an index back to
+    Users are numbered 0..num_users breadth-first (roots, then each layer
+    with every referrer's users together; so every referrer comes before
+    the users they referred); ``user_ids()`` maps an index back to
     the caller's id and ``index_of(ids)`` does the reverse. A graph is safe
     to share between threads; long calls release the GIL.
     """
@@ -126,7 +127,8 @@ class ReferralGraph:
         """A new graph with the users of ``referrals`` added (this one is
         unchanged). New users may be referred by existing or new users; an id
         already in the graph is a DuplicateUserError. Existing users keep
-        their indices; new ones follow in topological order."""
+        their indices; new ones follow in topological order (then per-user
+        passes go through a breadth-first layout built once, on first use)."""
         args = _column_args(user_id, referrer_id, joined_at, channel)
         stream = as_stream(referrals, "referrals")
         return type(self)._wrap(self._g.extend(stream, **args, on_invalid=on_invalid))
