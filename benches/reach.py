@@ -64,7 +64,7 @@ def reach_case(n: int, k: int, repeats: int) -> dict[str, object]:
     del table
     out["referralgraph"], table = median_time(lambda: g.reach(max_depth=k), repeats)
     # The peers' rows are the input's rows: line referralgraph's columns up.
-    row_of = np.asarray(g.index_of(referrals["user_id"].combine_chunks()).to_numpy(), dtype=np.int64)
+    row_of = g.index_of(referrals["user_id"].combine_chunks()).to_numpy().astype(np.int64)
     levels_rg = [table.column(f"level_{j}").to_numpy()[row_of] for j in range(1, k + 1)]
     del table
 
@@ -186,8 +186,8 @@ def main() -> None:
                     flush=True,
                 )
         print("\n(x): peer time / referralgraph time; > 1 means referralgraph is faster.")
-        print("first call: the first reach() on the graph (a graph from from_arrow or load needs no")
-        print("lazy index; after extend() the first call builds the breadth-first layout).")
+        print("first call: the first reach() on the graph (a graph from from_arrow or load")
+        print("needs no lazy index; after extend() the first call builds the BFS layout).")
     if args.only == "reach":
         return
     print("\n| users | events | scores (K=3) | peak above inputs | pyramid | channels | metrics |")
