@@ -330,3 +330,49 @@ print(json.dumps([s.column("score").to_pylist(), s.column("tier").to_pylist(),
     outs = outputs_per_thread_count(script)
     assert len(outs) == 1
     assert len(json.loads(outs.pop())[0]) >= 30_000
+
+
+def test_an_empty_program() -> None:
+    empty = pa.table({"user_id": pa.array([], pa.int64()), "referrer_id": pa.array([], pa.int64())})
+    g = rg.ReferralGraph.from_arrow(empty)
+    ev = pa.table({"user_id": pa.array([], pa.int64()), "amount": pa.array([], pa.int64())})
+    assert g.reach(2).num_rows == g.scores(ev).num_rows == 0
+    assert g.pyramid().num_rows == g.pyramid(ev).num_rows == g.channels(ev).num_rows == 0
+    m = g.metrics(ev)
+    assert (m["users"], m["k_factor"], m["buyer_k_factor"], m["depth_histogram"]) == (
+        0,
+        None,
+        None,
+        [],
+    )
+
+
+@given(rgst.referral_tables(implicit_roots=False), st.integers(0, 3), st.data())
+def test_reach_of_an_extended_graph_matches_the_reference(
+    referrals: pa.Table, k: int, data: st.DataObject
+) -> None:
+    # Users added by extend() keep the base's numbering (not breadth-first):
+    # reach then goes through a lazily built layout.
+    rows = referrals.to_pylist()
+    order = data.draw(st.permutations(range(len(rows))))
+    split = data.draw(st.integers(0, len(rows)))
+    # A base must hold every referrer of its own rows: put rows in an order
+    # where referrers come first, then split anywhere.
+    ids = {r["user_id"]: r for r in rows}
+    placed: list[dict[str, Any]] = []
+    seen: set[Any] = set()
+
+    def place(r: dict[str, Any]) -> None:
+        if r["user_id"] in seen:
+            return
+        if r["referrer_id"] is not None:
+            place(ids[r["referrer_id"]])
+        seen.add(r["user_id"])
+        placed.append(r)
+
+    for i in order:
+        place(rows[i])
+    base = pa.Table.from_pylist(placed[:split], schema=referrals.schema)
+    more = pa.Table.from_pylist(placed[split:], schema=referrals.schema)
+    g = rg.ReferralGraph.from_arrow(base).extend(more)
+    assert by_user(g.reach(max_depth=k)) == reference.reach(rows, k)

@@ -92,7 +92,7 @@ def tier_ppm(tiers: tuple[float, float]) -> tuple[int, int]:
 def with_attenuation(pyramid: pa.Table) -> pa.Table:
     """Adds ``attenuation``: users one level up per user at this depth."""
     users = pyramid.column("users").to_pylist()
-    att = [None] + [users[d - 1] / users[d] if users[d] else None for d in range(1, len(users))]
+    att = [users[d - 1] / users[d] if d and users[d] else None for d in range(len(users))]
     return pyramid.append_column("attenuation", pa.array(att, pa.float64()))
 
 
