@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import synthetic
 from .graph import ReferralGraph
@@ -28,11 +32,11 @@ def _demo(args: argparse.Namespace) -> int:
         f"build time:        {t2 - t1:.3f} s "
         f"({g.nbytes / max(g.num_users, 1):.1f} bytes per user held)"
     )
-    depth = g.users().column("depth").to_numpy()
-    import numpy as np
-
-    counts = np.bincount(depth)
-    print("users by depth:    " + ", ".join(f"{d}: {c:,}" for d, c in enumerate(counts[:8])))
+    pyramid = g.pyramid(events)
+    print(
+        "users by depth:    "
+        + ", ".join(f"{r['depth']}: {r['users']:,}" for r in pyramid.to_pylist()[:8])
+    )
 
     policy = Policy(
         rates=[0.10, 0.05, 0.02],
@@ -62,7 +66,50 @@ def _demo(args: argparse.Namespace) -> int:
             f"  {row['beneficiary_id']:>14}  {row['credit'] / 100:>10,.2f}  "
             f"from {row['events']:,} events ({levels})"
         )
+    _program(g, events)
     return 0
+
+
+def _program(g: ReferralGraph, events: Any) -> None:
+    """Reach, core fans, channels and growth metrics of the demo program."""
+    t = time.perf_counter()
+    reach = g.reach(max_depth=3)
+    t_reach = time.perf_counter() - t
+    t = time.perf_counter()
+    scores = g.scores(events, max_depth=3)
+    t_scores = time.perf_counter() - t
+    desc = reach.column("descendants").to_numpy()
+    print(
+        f"\nreach (K=3):       {reach.num_rows:,} users in {t_reach:.3f} s; "
+        f"{int((desc > 0).sum()):,} referred someone, the widest reaches {int(desc.max()):,}"
+    )
+    tiers = scores.column("tier").combine_chunks().dictionary_decode().value_counts().to_pylist()
+    by_tier = {d["values"]: d["counts"] for d in tiers}
+    names = ("core", "advocate", "active", "dormant")
+    print(
+        f"scores:            {t_scores:.3f} s; tiers "
+        + ", ".join(f"{k}: {by_tier.get(k, 0):,}" for k in names)
+    )
+    core = scores.filter(pc.equal(scores.column("tier").cast(pa.string()), "core"))
+    top = core.sort_by([("score", "descending")]).slice(0, 3).to_pylist()
+    for r in top:
+        print(
+            f"  core fan {r['user_id']:>12}: own {r['own_amount'] / 100:,.2f}, "
+            f"{r['descendants']:,} descendants, downstream {r['downstream_amount'] / 100:,.2f}"
+        )
+    print("channels (users per root, amount incl. viral descendants):")
+    for r in g.channels(events).to_pylist():
+        print(
+            f"  {r['channel'] or '(none)':>13}: {r['roots']:,} roots, "
+            f"x{r['viral_multiplier']:.1f}, {r['amount'] / 100:,.2f}"
+        )
+    m = g.metrics(events)
+    print(
+        f"metrics:           K-factor {m['k_factor']:.3f}, "
+        f"buyer K-factor {m['buyer_k_factor']:.3f}, "
+        f"repeat-purchase rate {m['repeat_purchase_rate']:.3f}, "
+        f"median join delay {m['median_join_delay']}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
