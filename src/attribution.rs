@@ -289,58 +289,73 @@ fn run<T: Face>(
     let ppm = policy.ppm.clone();
     let out = enter_core(py, || attr::attribute(&f, &input, &policy, mode))?;
     let (_, scale) = cols.amounts.kind();
-    let rows = UInt32Array::from(out.ledger.event_row.clone());
-    let take = |a: &ArrayRef| -> PyResult<ArrayRef> { take_par(a, &out.ledger.event_row, &rows) };
+    let attr::Attribution {
+        ledger,
+        totals,
+        stats,
+        issues,
+    } = out;
+    let attr::Ledger {
+        event_row,
+        buyer,
+        beneficiary,
+        level,
+        credit,
+    } = ledger;
+    // Each core column is converted and freed in turn, so the ledger is not
+    // held twice over at the peak.
+    let ids = forest.ids();
+    let buyer_id = gather_ids(ids, &buyer);
+    drop(buyer);
+    let beneficiary_id = gather_ids(ids, &beneficiary);
+    drop(beneficiary);
+    let rate: ArrayRef = Arc::new(Float64Array::from(
+        level
+            .par_iter()
+            .map(|&k| ppm[k as usize - 1] as f64 / 1e6)
+            .collect::<Vec<_>>(),
+    ));
+    let level: ArrayRef = Arc::new(UInt8Array::from(level));
+    let credit = T::to_array(credit, &cols.amounts)?;
+    let rows = UInt32Array::from(event_row);
+    let take = |a: &ArrayRef| -> PyResult<ArrayRef> { take_par(a, rows.values(), &rows) };
     let event_id: ArrayRef = match &cols.event_id {
         Some(e) => take(e)?,
         None => Arc::new(Int64Array::from(
-            out.ledger
-                .event_row
+            rows.values()
                 .par_iter()
                 .map(|&r| r as i64)
                 .collect::<Vec<_>>(),
         )),
     };
-    let rate: ArrayRef = Arc::new(Float64Array::from(
-        out.ledger
-            .level
-            .par_iter()
-            .map(|&k| ppm[k as usize - 1] as f64 / 1e6)
-            .collect::<Vec<_>>(),
-    ));
-    let ids = forest.ids();
+    let amount = take(&cols.amounts.array())?;
+    drop(rows);
     let ledger = to_pyarrow(
         py,
         vec![
             ("event_id", event_id),
-            ("buyer_id", gather_ids(ids, &out.ledger.buyer)),
-            ("beneficiary_id", gather_ids(ids, &out.ledger.beneficiary)),
-            (
-                "level",
-                Arc::new(UInt8Array::from(out.ledger.level)) as ArrayRef,
-            ),
-            ("amount", take(&cols.amounts.array())?),
+            ("buyer_id", buyer_id),
+            ("beneficiary_id", beneficiary_id),
+            ("level", level),
+            ("amount", amount),
             ("rate", rate),
-            ("credit", T::to_array(out.ledger.credit, &cols.amounts)?),
+            ("credit", credit),
         ],
     )?;
     let mut tcols: Vec<(String, ArrayRef)> = vec![
         (
             "beneficiary_id".into(),
-            gather_ids(ids, &out.totals.beneficiary),
+            gather_ids(ids, &totals.beneficiary),
         ),
-        (
-            "credit".into(),
-            T::to_array(out.totals.credit, &cols.amounts)?,
-        ),
+        ("credit".into(), T::to_array(totals.credit, &cols.amounts)?),
         (
             "events".into(),
             Arc::new(Int64Array::from_iter_values(
-                out.totals.events.iter().map(|&e| e as i64),
+                totals.events.iter().map(|&e| e as i64),
             )),
         ),
     ];
-    for (k, col) in out.totals.by_level.into_iter().enumerate().take(levels) {
+    for (k, col) in totals.by_level.into_iter().enumerate().take(levels) {
         tcols.push((
             format!("credit_level_{}", k + 1),
             T::to_array(col, &cols.amounts)?,
@@ -350,7 +365,7 @@ fn run<T: Face>(
         py,
         tcols.iter().map(|(n, a)| (n.as_str(), a.clone())).collect(),
     )?;
-    let s = out.stats;
+    let s = stats;
     let stats = PyDict::new(py);
     stats.set_item("events", s.events)?;
     stats.set_item("creditable_events", s.creditable_events)?;
@@ -359,7 +374,7 @@ fn run<T: Face>(
     stats.set_item("credited", s.credited.to_py(py, scale)?)?;
     stats.set_item("forfeited", s.forfeited.to_py(py, scale)?)?;
     stats.set_item("capped_off", s.capped_off.to_py(py, scale)?)?;
-    let issues = issues_table(py, &out.issues)?;
+    let issues = issues_table(py, &issues)?;
     Ok((ledger, totals, stats.into_any().unbind(), issues))
 }
 
