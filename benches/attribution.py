@@ -14,6 +14,10 @@ Then a full policy (window + purchased qualification + compression + cap)
 for referralgraph, and session latency (median, p99) from Python.
 
     python benches/attribution.py --users 2000000 --repeats 5
+    python benches/attribution.py --users 10000000 --events-per-user 5 --repeats 3 --peers polars
+
+Peak memory (referralgraph) is the RSS above the inputs and the built graph
+while one attribute() call runs, its result included.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import pyarrow as pa
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 import referralgraph as rg
-from _util import median_time
+from _util import median_time, peak_during
 
 RATES = [0.10, 0.05, 0.02]
 PPM = [round(r * 1e6) for r in RATES]
@@ -162,31 +166,52 @@ def session_latency(
     return statistics.median(lat), lat[int(len(lat) * 0.99)]
 
 
+PEERS = ("duckdb", "polars", "numpy")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--users", type=int, default=2_000_000)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--events-per-user", type=float, default=None)
+    ap.add_argument(
+        "--peers",
+        nargs="*",
+        default=["duckdb", "polars", "numpy"],
+        choices=PEERS,
+        help="peers to run (none: referralgraph only, e.g. at 10M users / 50M events)",
+    )
     args = ap.parse_args()
-    referrals, events = rg.synthetic.program(args.users, seed=0)
+    extra = {} if args.events_per_user is None else {"events_per_user": args.events_per_user}
+    referrals, events = rg.synthetic.program(args.users, seed=0, **extra)
     head = f"{args.users:,} users, {events.num_rows:,} events, rates {RATES}"
     print(f"{head}; medians of {args.repeats}\n")
     policy = rg.Policy(rates=RATES)
     g = rg.ReferralGraph.from_arrow(referrals)
 
-    t_alone, r = median_time(lambda: g.attribute(events, policy), args.repeats)
+    peak, r = peak_during(lambda: g.attribute(events, policy))
     want_rows = r.stats["ledger_rows"]
+    del r
+    print(
+        f"referralgraph peak memory above the inputs and graph: {peak / 2**30:.2f} GiB "
+        f"({peak / want_rows:.0f} B per ledger row; the result's Arrow ledger is part of it)\n"
+    )
+    t_alone, _ = median_time(lambda: g.attribute(events, policy), args.repeats)
     t_e2e, _ = median_time(
         lambda: rg.ReferralGraph.from_arrow(referrals).attribute(events, policy), args.repeats
     )
     results = {"referralgraph": (t_e2e, t_alone, want_rows)}
 
-    t, (rows, _) = median_time(lambda: duckdb_attribute(referrals, events), args.repeats)
-    results["duckdb (recursive CTE)"] = (t, t, rows)
-    t, (rows, _) = median_time(lambda: polars_attribute(referrals, events), args.repeats)
-    results["polars (iterative joins)"] = (t, t, rows)
-    t_idx, (sorted_ids, parent) = median_time(lambda: numpy_parent_index(referrals), args.repeats)
-    t_np, (rows, _) = median_time(lambda: numpy_attribute(sorted_ids, parent, events), args.repeats)
-    results["numpy (vectorised gathers)"] = (t_idx + t_np, t_np, rows)
+    if "duckdb" in args.peers:
+        t, (rows, _) = median_time(lambda: duckdb_attribute(referrals, events), args.repeats)
+        results["duckdb (recursive CTE)"] = (t, t, rows)
+    if "polars" in args.peers:
+        t, (rows, _) = median_time(lambda: polars_attribute(referrals, events), args.repeats)
+        results["polars (iterative joins)"] = (t, t, rows)
+    if "numpy" in args.peers:
+        t_idx, (ids, parent) = median_time(lambda: numpy_parent_index(referrals), args.repeats)
+        t_np, (rows, _) = median_time(lambda: numpy_attribute(ids, parent, events), args.repeats)
+        results["numpy (vectorised gathers)"] = (t_idx + t_np, t_np, rows)
 
     print("| engine | end to end | ratio | attribution alone | ratio | ledger rows |")
     print("|---|---|---|---|---|---|")
