@@ -28,6 +28,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(program::pyramid, m)?)?;
     m.add_function(wrap_pyfunction!(program::channels, m)?)?;
     m.add_function(wrap_pyfunction!(program::metrics, m)?)?;
+    m.add_function(wrap_pyfunction!(program::event_issues, m)?)?;
     m.add_function(wrap_pyfunction!(synthetic::synthetic_program, m)?)?;
     m.add_function(wrap_pyfunction!(graph::_panic_for_test, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -11,13 +11,14 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use pyo3_arrow::PyRecordBatchReader;
 use rayon::prelude::*;
+use referralgraph_core::attribution::engine as core_attr;
 use referralgraph_core::scores::{self as core_scores, Purchases, ScoreParams, TIER_NAMES};
 use referralgraph_core::{program, reach as core_reach, Forest, OnInvalid};
 
 use crate::arrow_io::{depth_array, gather_ids, to_pyarrow, u32_array, user_id_array};
 use crate::attribution::{Amounts, EventColumns, EventNames, Face};
 use crate::gil::{enter_core, guard};
-use crate::graph::PyReferralGraph;
+use crate::graph::{issues_table, PyReferralGraph};
 
 fn counts(v: Vec<u64>) -> ArrayRef {
     Arc::new(Int64Array::from_iter_values(
@@ -322,4 +323,41 @@ pub fn metrics<'py>(
         d.set_item("buyer_invitees", m.buyer_invitees)?;
     }
     Ok(d)
+}
+
+/// The rows of an events table that strict mode would reject (null ids,
+/// null / NaN / infinite amounts, null ts), as an issues table.
+#[pyfunction]
+#[pyo3(signature = (graph, events, *, user_id, amount, ts, ts_required))]
+pub fn event_issues(
+    py: Python<'_>,
+    graph: &Bound<'_, PyReferralGraph>,
+    events: PyRecordBatchReader,
+    user_id: &str,
+    amount: &str,
+    ts: Option<&str>,
+    ts_required: bool,
+) -> PyResult<Py<PyAny>> {
+    let names = EventNames {
+        ts,
+        ts_required,
+        ..event_names(user_id, amount)
+    };
+    let cols = read_events(events, &names)?;
+    let forest = &graph.get().forest;
+    macro_rules! issues {
+        ($values:expr) => {{
+            let input = cols.input($values, &names);
+            let f = forest.clone();
+            enter_core(py, move || {
+                core_attr::buyers(&f, &input, OnInvalid::Drop).map(|(_, _, issues)| issues)
+            })?
+        }};
+    }
+    let found = match &cols.amounts {
+        Amounts::Int(a) => issues!(a.values()),
+        Amounts::Dec(a, ..) => issues!(a.values()),
+        Amounts::Float(a) => issues!(a.values()),
+    };
+    issues_table(py, &found)
 }

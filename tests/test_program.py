@@ -376,3 +376,28 @@ def test_reach_of_an_extended_graph_matches_the_reference(
     more = pa.Table.from_pylist(placed[split:], schema=referrals.schema)
     g = rg.ReferralGraph.from_arrow(base).extend(more)
     assert by_user(g.reach(max_depth=k)) == reference.reach(rows, k)
+
+
+def test_clean_events_drops_and_reports_every_bad_row() -> None:
+    ev = pa.table(
+        {
+            "user_id": pa.array([2, None, 4, 5, 2], pa.int64()),
+            "amount": [100.0, 5.0, math.nan, None, 1.0],
+            "ts": pa.array([T0, T0, T0, T0, None], pa.timestamp("s")),
+        }
+    )
+    with pytest.raises(rg.InvalidInputError):
+        tree().scores(ev)
+    clean, issues = tree().clean_events(ev)
+    assert clean.num_rows == 1 and clean.column("user_id").to_pylist() == [2]
+    assert issues.column("row").to_pylist() == [1, 2, 3, 4]
+    assert issues.column("kind").to_pylist() == [
+        "null_id",
+        "invalid_amount",
+        "null_amount",
+        "null_ts",
+    ]
+    assert by_user(tree().scores(clean))[2]["own_amount"] == 100.0
+    good = pa.table({"user_id": [2], "amount": [1]})
+    same, none = tree().clean_events(good)
+    assert same.equals(good) and none.num_rows == 0

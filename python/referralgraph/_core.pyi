@@ -11,6 +11,7 @@ __all__ = [
     "_panic_for_test",
     "attribute",
     "channels",
+    "event_issues",
     "metrics",
     "pyramid",
     "reach",
@@ -134,3 +135,12 @@ def channels(graph: ReferralGraph, events: Any, *, user_id: str, amount: str) ->
 def metrics(
     graph: ReferralGraph, events: Any | None, *, user_id: str, amount: str
 ) -> dict[str, Any]: ...
+def event_issues(
+    graph: ReferralGraph,
+    events: Any,
+    *,
+    user_id: str,
+    amount: str,
+    ts: str | None,
+    ts_required: bool,
+) -> pa.Table: ...

@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 from typing import Any, Literal
 
+import numpy as np
 import pyarrow as pa
 
 from . import _core, program
@@ -217,6 +218,30 @@ class ReferralGraph:
         kind = "float64" if isinstance(amount, float) else "int64"
         return self.session(policy, amount_type=kind).attribute(user_id, amount, ts)
 
+    def clean_events(
+        self,
+        events: Any,
+        *,
+        user_id: str = "user_id",
+        amount: str = "amount",
+        ts: str | None = _TS,
+    ) -> tuple[pa.Table, pa.Table]:
+        """Lenient mode for the per-user analytics (``scores``, ``pyramid``,
+        ``channels``, ``metrics``, which are strict): ``(clean, issues)``,
+        the events without the rows strict mode rejects (null ids, null /
+        NaN / infinite amounts, null ``ts``) and one issues row per dropped
+        row (row, id, column, kind, message) — the same checks and report
+        as ``attribute(..., on_invalid="drop")``."""
+        table = pa.table(as_stream(events, "events"))
+        args = _event_args(user_id, amount, ts, None)
+        del args["event_id"], args["event_id_required"]
+        issues = _core.event_issues(self._g, table, **args)
+        if issues.num_rows == 0:
+            return table, issues
+        keep = np.ones(table.num_rows, dtype=bool)
+        keep[issues.column("row").to_numpy()] = False
+        return table.filter(pa.array(keep)), issues
+
     def reach(self, max_depth: int = 3) -> pa.Table:
         """Per user (index order): ``user_id, depth, root_id, direct,
         level_1..level_K, descendants, height`` (counts as uint32).
@@ -254,7 +279,8 @@ class ReferralGraph:
         see :mod:`referralgraph.program` for every definition. Amount
         columns keep the events' type; events of unknown buyers are ignored.
 
-        Raises SchemaError, InvalidInputError (null/NaN amounts, null ids).
+        Raises SchemaError, InvalidInputError (null/NaN amounts, null ids);
+        :meth:`clean_events` drops such rows first and reports each one.
         """
         depth = program.check_depth(max_depth)
         core_ppm, advocate_ppm = program.tier_ppm(tiers)

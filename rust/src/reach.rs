@@ -168,7 +168,7 @@ fn reach_in_place(forest: &Forest, k: usize) -> Reach {
 /// (in parallel), then every row is folded into its referrer's row by
 /// `push(row, referrer_row)`, children before referrers. Referrers appear
 /// in BFS order, so the sweep reads and writes memory in sequence.
-pub fn bottom_up<R, E>(
+fn bottom_up<R, E>(
     b: Bfs<'_>,
     w: usize,
     zero: R,
@@ -203,7 +203,7 @@ const GATHER_AHEAD: usize = 16;
 
 /// BFS-ordered rows of width `w` as `w` columns in user index order, in
 /// parallel blocks of users.
-pub fn columns_by_user<R: Copy + Send + Sync + Default>(
+fn columns_by_user<R: Copy + Send + Sync + Default>(
     rows: &[R],
     w: usize,
     b: Bfs<'_>,
