@@ -15,6 +15,7 @@ for referralgraph, and session latency (median, p99) from Python.
 
     python benches/attribution.py --users 2000000 --repeats 5
     python benches/attribution.py --users 10000000 --events-per-user 5 --repeats 3 --peers polars
+    python benches/attribution.py --beibei ../shared/data/beibei_groupbuy_{test,tune}.txt
 
 Peak memory (referralgraph) is the RSS above the inputs and the built graph
 while one attribute() call runs, its result included.
@@ -181,10 +182,24 @@ def main() -> None:
         choices=PEERS,
         help="peers to run (none: referralgraph only, e.g. at 10M users / 50M events)",
     )
+    ap.add_argument(
+        "--beibei",
+        nargs="+",
+        metavar="FILE",
+        help="the Beibei group-buy records (../shared/data/beibei_groupbuy_*.txt) "
+        "instead of a synthetic program",
+    )
     args = ap.parse_args()
-    extra = {} if args.events_per_user is None else {"events_per_user": args.events_per_user}
-    referrals, events = rg.synthetic.program(args.users, seed=0, **extra)
-    head = f"{args.users:,} users, {events.num_rows:,} events, rates {RATES}"
+    if args.beibei:
+        from referralgraph.testing.datasets import beibei_program
+
+        referrals, events = beibei_program(args.beibei)
+        events = events.append_column("event_id", pa.array(np.arange(events.num_rows)))
+        head = f"Beibei: {referrals.num_rows:,} users, {events.num_rows:,} events, rates {RATES}"
+    else:
+        extra = {} if args.events_per_user is None else {"events_per_user": args.events_per_user}
+        referrals, events = rg.synthetic.program(args.users, seed=0, **extra)
+        head = f"{args.users:,} users, {events.num_rows:,} events, rates {RATES}"
     print(f"{head}; medians of {args.repeats}\n")
     policy = rg.Policy(rates=RATES)
     g = rg.ReferralGraph.from_arrow(referrals)
