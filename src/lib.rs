@@ -15,12 +15,15 @@ mod errors;
 mod gil;
 mod graph;
 mod program;
+mod social;
 mod synthetic;
 
 #[pymodule(gil_used = false)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<graph::PyReferralGraph>()?;
     m.add_class::<attribution::PySession>()?;
+    m.add_class::<social::PySocialGraph>()?;
+    m.add_function(wrap_pyfunction!(social::synthetic_social, m)?)?;
     m.add_function(wrap_pyfunction!(attribution::attribute, m)?)?;
     m.add_function(wrap_pyfunction!(attribution::session, m)?)?;
     m.add_function(wrap_pyfunction!(program::reach, m)?)?;

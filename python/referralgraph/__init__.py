@@ -17,6 +17,7 @@ from .exceptions import (
 )
 from .graph import ReferralGraph
 from .policy import MinSpend, Policy, geometric
+from .social import SocialGraph, Spread, seeds_stats
 
 __all__ = [
     "AttributionResult",
@@ -30,7 +31,10 @@ __all__ = [
     "ReferralGraphError",
     "SchemaError",
     "Session",
+    "SocialGraph",
+    "Spread",
     "__version__",
     "geometric",
+    "seeds_stats",
     "synthetic",
 ]

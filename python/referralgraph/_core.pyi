@@ -7,6 +7,7 @@ import pyarrow as pa
 __all__ = [
     "ReferralGraph",
     "Session",
+    "SocialGraph",
     "__version__",
     "_panic_for_test",
     "attribute",
@@ -18,6 +19,7 @@ __all__ = [
     "scores",
     "session",
     "synthetic_program",
+    "synthetic_social",
 ]
 
 __version__: str
@@ -144,3 +146,59 @@ def event_issues(
     ts: str | None,
     ts_required: bool,
 ) -> pa.Table: ...
+
+@final
+class SocialGraph:
+    @staticmethod
+    def from_arrow(
+        data: Any,
+        *,
+        src: str,
+        dst: str,
+        p_value: float | None,
+        weighted_cascade: bool,
+        p_column: str | None,
+        on_invalid: str,
+    ) -> SocialGraph: ...
+    @staticmethod
+    def from_referral(
+        graph: ReferralGraph, *, p_value: float | None, weighted_cascade: bool
+    ) -> SocialGraph: ...
+    @property
+    def num_nodes(self) -> int: ...
+    @property
+    def num_edges(self) -> int: ...
+    @property
+    def duplicate_edges(self) -> int: ...
+    @property
+    def self_loops(self) -> int: ...
+    @property
+    def id_type(self) -> str: ...
+    @property
+    def nbytes(self) -> int: ...
+    def issues(self) -> pa.Table: ...
+    def user_ids(self) -> pa.Array: ...
+    def edges(self) -> pa.Table: ...
+    def reach(self, k: int, method: str, precision: int) -> tuple[pa.Table, str]: ...
+    def spread(
+        self,
+        seeds: Any,
+        *,
+        model: str,
+        simulations: int,
+        seed: int,
+        max_hops: int | None,
+    ) -> tuple[float, float]: ...
+    def seeds(
+        self,
+        k: int,
+        *,
+        model: str,
+        epsilon: float,
+        ell: float,
+        seed: int,
+        candidates: Any | None,
+        max_hops: int | None,
+    ) -> tuple[pa.Table, dict[str, Any]]: ...
+
+def synthetic_social(nodes: int, edges: int, exponent: float, seed: int) -> pa.Table: ...

@@ -14,6 +14,7 @@ from ._arrow import as_stream
 from .attribution import AttributionResult, Session
 from .exceptions import PolicyError
 from .policy import Policy
+from .social import SocialGraph
 
 OnInvalid = Literal["raise", "drop"]
 
@@ -363,6 +364,13 @@ class ReferralGraph:
     def nbytes(self) -> int:
         """Heap bytes held by the graph."""
         return self._g.nbytes
+
+    def as_social(self, p: float | str = 0.1) -> SocialGraph:
+        """This forest as a :class:`SocialGraph` in which influence flows
+        from referrer to referee, with probability ``p`` on every referral
+        (``"weighted_cascade"`` gives p = 1: each referee has one referrer).
+        User ids are kept; seeds and reach then work on the program."""
+        return SocialGraph._from_referral(self._g, p)
 
     @property
     def issues(self) -> pa.Table:

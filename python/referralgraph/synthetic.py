@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from . import _core
 
-__all__ = ["program"]
+__all__ = ["program", "social"]
 
 
 def program(
@@ -48,3 +48,26 @@ def program(
     return _core.synthetic_program(
         users, seed, events_per_user, root_share, alpha, attenuation, days
     )
+
+
+def social(
+    nodes: int = 100_000,
+    *,
+    avg_degree: float = 10.0,
+    exponent: float = 2.5,
+    seed: int = 0,
+) -> pa.Table:
+    """Edges ``src, dst`` (int64 ids 0..nodes) of a directed graph whose
+    degrees follow a power law with the given exponent (Chung-Lu style:
+    both ends of each of ``nodes * avg_degree`` edges drawn by rank), so a
+    few opinion leaders have very many followers. Self-loops and repeated
+    pairs are left in, as in real exports (``SocialGraph`` merges them).
+
+    >>> social(1000, seed=1).num_rows
+    10000
+    """
+    if nodes < 1 or nodes >= 2**31:
+        raise ValueError(f"nodes must be in [1, 2**31), not {nodes}")
+    if avg_degree < 0 or exponent <= 2.0:
+        raise ValueError("avg_degree >= 0 and exponent > 2")
+    return _core.synthetic_social(nodes, round(nodes * avg_degree), exponent, seed)

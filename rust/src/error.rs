@@ -92,6 +92,8 @@ pub enum IssueKind {
     NullAmount,
     InvalidAmount,
     NullTs,
+    NullProbability,
+    InvalidProbability,
 }
 
 impl IssueKind {
@@ -105,6 +107,8 @@ impl IssueKind {
             IssueKind::NullAmount => "null_amount",
             IssueKind::InvalidAmount => "invalid_amount",
             IssueKind::NullTs => "null_ts",
+            IssueKind::NullProbability => "null_p",
+            IssueKind::InvalidProbability => "invalid_p",
         }
     }
 }

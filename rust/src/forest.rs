@@ -165,11 +165,8 @@ impl Forest {
 
     /// Heap bytes held by the graph (ids, structure, index, attributes).
     pub fn heap_bytes(&self) -> usize {
-        let ids = match &self.ids {
-            IdValues::Int(v) => v.len() * 8,
-            IdValues::Str { offsets, data } => offsets.len() * 8 + data.len(),
-        };
-        ids + self.index.heap_bytes()
+        self.ids.heap_bytes()
+            + self.index.heap_bytes()
             + 4 * (self.parent.len() + self.depth.len())
             + self
                 .children_csr

@@ -176,6 +176,14 @@ impl IdValues {
         self.len() == 0
     }
 
+    /// Bytes held by the ids.
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            IdValues::Int(v) => v.len() * 8,
+            IdValues::Str { offsets, data } => offsets.len() * 8 + data.len(),
+        }
+    }
+
     pub fn as_slice(&self) -> IdSlice<'_> {
         match self {
             IdValues::Int(v) => IdSlice::Int(v),

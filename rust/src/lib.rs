@@ -17,6 +17,7 @@ pub mod program;
 pub mod reach;
 pub mod rng;
 pub mod scores;
+pub mod social;
 pub mod synthetic;
 
 pub use error::{Error, Issue, IssueKind, OnInvalid, Result};
