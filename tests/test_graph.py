@@ -12,6 +12,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 import referralgraph as rg
+from _threads import assert_releases_the_gil
 from hypothesis import given
 from hypothesis import strategies as st
 from referralgraph import _core
@@ -469,29 +470,5 @@ def test_concurrent_readers_share_one_graph():
 
 
 def test_build_releases_the_gil():
-    """A Python thread keeps counting while a build runs. Were the GIL held,
-    it would make (almost) no progress until the call returned."""
-    import time
-
     referrals, _ = rg.synthetic.program(1_000_000, seed=1, events_per_user=0)
-    ticks = 0
-    done = threading.Event()
-
-    def count() -> None:
-        nonlocal ticks
-        while not done.is_set():
-            ticks += 1
-
-    t = threading.Thread(target=count)
-    t.start()
-    try:
-        before, t0 = ticks, time.perf_counter()
-        time.sleep(0.2)  # the main thread sleeps: the counter has the GIL
-        rate = (ticks - before) / (time.perf_counter() - t0)
-        before, t0 = ticks, time.perf_counter()
-        rg.ReferralGraph.from_arrow(referrals)
-        during, elapsed = ticks - before, time.perf_counter() - t0
-    finally:
-        done.set()
-        t.join()
-    assert during > 0.2 * rate * elapsed, (during, rate, elapsed)
+    assert_releases_the_gil(lambda: rg.ReferralGraph.from_arrow(referrals))

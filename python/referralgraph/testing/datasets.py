@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["beibei_program", "twitter_cascades"]
+__all__ = ["beibei_program", "edge_list", "twitter_cascades"]
 
 _T0 = dt.datetime(2020, 1, 1)
 
@@ -124,3 +124,22 @@ def twitter_cascades(path: str | os.PathLike[str]) -> pa.Table:
             "joined_at": pa.array(minutes, pa.int64()).take(keep).cast(pa.timestamp("ms")),
         }
     )
+
+
+def edge_list(path: str | os.PathLike[str], *, undirected: bool = False) -> pa.Table:
+    """``src, dst`` (int64) from a whitespace-separated edge list such as
+    SNAP's files or NetHEPT: lines ``u v [p]``; ``#`` comments and a first
+    line ``n m`` (two numbers where the rest have three) are skipped, a third
+    column is ignored. ``undirected`` adds both directions of every edge
+    (then duplicates are merged by ``SocialGraph``), as the influence
+    maximization papers use NetHEPT (IMM, Tang et al. 2015, Table 2).
+    """
+    with open(path) as f:
+        lines = [ln.split() for ln in f if ln.strip() and not ln.startswith("#")]
+    if len(lines) > 1 and len(lines[0]) == 2 and len(lines[1]) == 3:
+        lines = lines[1:]
+    src = np.array([int(x[0]) for x in lines], dtype=np.int64)
+    dst = np.array([int(x[1]) for x in lines], dtype=np.int64)
+    if undirected:
+        src, dst = np.concatenate([src, dst]), np.concatenate([dst, src])
+    return pa.table({"src": src, "dst": dst})
