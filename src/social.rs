@@ -397,6 +397,8 @@ impl PySocialGraph {
         stats.set_item("sampling_rr_sets", r.sampling_rr_sets)?;
         stats.set_item("rr_bytes", r.rr_bytes)?;
         stats.set_item("lower_bound", r.lower_bound)?;
+        stats.set_item("generate_seconds", r.generate_seconds)?;
+        stats.set_item("select_seconds", r.select_seconds)?;
         Ok((table, stats))
     }
 }

@@ -32,6 +32,24 @@ pub fn coin(rng: &mut Rng, p: f32) -> bool {
     ((rng.next_u64() >> 40) as f32) < p * 16_777_216.0
 }
 
+/// The first index in `from..len` whose independent p-coin succeeds: the
+/// number of failures before a success is geometric, drawn by inversion
+/// (Guo, Wang, Wei, Chen, "Influence Maximization Revisited", SIGMOD 2020),
+/// so a user's in-list costs its successes rather than its length.
+#[inline]
+pub fn next_success(rng: &mut Rng, p: f32, from: usize, len: usize) -> Option<usize> {
+    if from >= len || p <= 0.0 {
+        return None;
+    }
+    if p >= 1.0 {
+        return Some(from);
+    }
+    let u = 1.0 - rng.f64(); // (0, 1]
+    let skip = (u.ln() / (1.0 - p as f64).ln()).floor();
+    let j = from as f64 + skip;
+    (j < len as f64).then_some(j as usize)
+}
+
 /// Mean and standard error of the number of active users.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Spread {
@@ -159,6 +177,19 @@ fn simulate(
         for fi in 0..s.frontier.len() {
             let u = s.frontier[fi];
             let (dst, p) = g.out(u);
+            if model == Model::IndependentCascade && g.out_uniform(u) && !dst.is_empty() {
+                // One p for every out-edge: jump from success to success.
+                let mut i = 0;
+                while let Some(j) = next_success(rng, p[0], i, dst.len()) {
+                    let vi = dst[j] as usize;
+                    if s.active[vi] != mark {
+                        s.active[vi] = mark;
+                        s.next.push(dst[j]);
+                    }
+                    i = j + 1;
+                }
+                continue;
+            }
             for (&v, &pv) in dst.iter().zip(p) {
                 let vi = v as usize;
                 if s.active[vi] == mark {

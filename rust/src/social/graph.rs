@@ -52,6 +52,10 @@ pub struct SocialGraph {
     in_off: Vec<u64>,
     in_src: Vec<UserIx>,
     in_p: Vec<f32>,
+    /// Per user: all in-edges carry the same p (weighted cascade, constant p).
+    in_uniform: Vec<bool>,
+    /// Per user: all out-edges carry the same p (constant p).
+    out_uniform: Vec<bool>,
     /// Rows merged into an earlier edge between the same two users.
     pub duplicate_edges: u64,
     /// Rows with src == dst, left out.
@@ -145,6 +149,7 @@ impl SocialGraph {
         g.self_loops = self_loops;
         if matches!(input.p, Prob::WeightedCascade) {
             g.set_weighted_cascade();
+            g = g.with_uniform_flags();
         }
         Ok(BuiltSocial { graph: g, issues })
     }
@@ -195,10 +200,27 @@ impl SocialGraph {
             out_p,
             in_off,
             in_src,
+            in_uniform: Vec::new(),
+            out_uniform: Vec::new(),
             in_p,
             duplicate_edges: 0,
             self_loops: 0,
         }
+        .with_uniform_flags()
+    }
+
+    fn with_uniform_flags(mut self) -> Self {
+        let same = |p: &[f32]| p.iter().all(|&x| x == p[0]);
+        let n = self.num_nodes() as UserIx;
+        self.in_uniform = (0..n)
+            .into_par_iter()
+            .map(|v| same(self.inn(v).1))
+            .collect();
+        self.out_uniform = (0..n)
+            .into_par_iter()
+            .map(|u| same(self.out(u).1))
+            .collect();
+        self
     }
 
     fn set_weighted_cascade(&mut self) {
@@ -268,6 +290,16 @@ impl SocialGraph {
         );
         (&self.in_src[a..b], &self.in_p[a..b])
     }
+    /// Whether all of `v`'s in-edges carry the same p.
+    #[inline]
+    pub fn in_uniform(&self, v: UserIx) -> bool {
+        self.in_uniform[v as usize]
+    }
+    /// Whether all of `u`'s out-edges carry the same p.
+    #[inline]
+    pub fn out_uniform(&self, u: UserIx) -> bool {
+        self.out_uniform[u as usize]
+    }
     pub fn out_degree(&self, u: UserIx) -> usize {
         (self.out_off[u as usize + 1] - self.out_off[u as usize]) as usize
     }
@@ -301,6 +333,8 @@ impl SocialGraph {
             + self.index.heap_bytes()
             + 8 * (self.out_off.len() + self.in_off.len())
             + 8 * (self.out_dst.len() + self.in_src.len())
+            + self.in_uniform.len()
+            + self.out_uniform.len()
     }
 }
 

@@ -24,11 +24,13 @@
 //! lazy max-heap whose gains are kept exact by decrements.
 
 use std::collections::BinaryHeap;
+use std::time::Instant;
 
 use rayon::prelude::*;
 
-use super::cascade::{coin, Model};
-use super::graph::{offsets_of, SocialGraph};
+use super::cascade::{coin, next_success, Model};
+use super::graph::SocialGraph;
+use crate::attribution::engine::SharedMut;
 use crate::ids::UserIx;
 use crate::rng::Rng;
 
@@ -62,6 +64,9 @@ pub struct ImmResult {
     pub rr_bytes: u64,
     /// The lower bound of OPT from the sampling phase.
     pub lower_bound: f64,
+    /// Seconds spent generating RR sets and in greedy selection (both phases).
+    pub generate_seconds: f64,
+    pub select_seconds: f64,
 }
 
 /// RR sets stored flat.
@@ -184,6 +189,20 @@ fn rr_set(
                 for qi in start..end {
                     let v = w.queue[qi];
                     let (src, prob) = g.inn(v);
+                    if g.in_uniform(v) && !src.is_empty() {
+                        // One p for every in-edge: jump from success to success.
+                        let mut i = 0;
+                        while let Some(j) = next_success(rng, prob[0], i, src.len()) {
+                            let u = src[j];
+                            if w.stamp[u as usize] != mark {
+                                w.stamp[u as usize] = mark;
+                                w.queue.push(u);
+                                out.push(u);
+                            }
+                            i = j + 1;
+                        }
+                        continue;
+                    }
                     for (&u, &pu) in src.iter().zip(prob) {
                         if w.stamp[u as usize] != mark && coin(rng, pu) {
                             w.stamp[u as usize] = mark;
@@ -226,6 +245,61 @@ fn rr_set(
     }
 }
 
+/// For every allowed user, the RR sets holding it (CSR, each list in set
+/// order). The sets are split into one contiguous part per thread; each
+/// part counts its users, the counts give every (part, user) its own
+/// output range, and the parts fill them in parallel.
+fn inverted_index(
+    rr: &RrSets,
+    n: usize,
+    ok: &(impl Fn(usize) -> bool + Sync),
+) -> (Vec<u64>, Vec<u32>) {
+    let parts = rayon::current_num_threads()
+        .clamp(1, 64)
+        .min(rr.len().max(1));
+    let bounds: Vec<usize> = (0..=parts).map(|i| rr.len() * i / parts).collect();
+    let nodes_of =
+        |t: usize| &rr.nodes[rr.offsets[bounds[t]] as usize..rr.offsets[bounds[t + 1]] as usize];
+    let mut counts: Vec<Vec<u64>> = (0..parts)
+        .into_par_iter()
+        .map(|t| {
+            let mut c = vec![0u64; n];
+            for &u in nodes_of(t) {
+                if ok(u as usize) {
+                    c[u as usize] += 1;
+                }
+            }
+            c
+        })
+        .collect();
+    let mut off = vec![0u64; n + 1];
+    for u in 0..n {
+        let mut at = off[u];
+        for c in counts.iter_mut() {
+            // The count becomes this part's first output position for u.
+            let k = c[u];
+            c[u] = at;
+            at += k;
+        }
+        off[u + 1] = at;
+    }
+    let mut sets = vec![0u32; off[n] as usize];
+    let out = SharedMut(sets.as_mut_ptr());
+    counts.par_iter_mut().enumerate().for_each(|(t, pos)| {
+        for r in bounds[t]..bounds[t + 1] {
+            for &u in rr.set(r) {
+                if ok(u as usize) {
+                    // SAFETY: part t writes only positions pos[u]..pos[u] +
+                    // (its count of u), a range no other part owns, all < off[n].
+                    unsafe { *out.ptr().add(pos[u as usize] as usize) = r as u32 };
+                    pos[u as usize] += 1;
+                }
+            }
+        }
+    });
+    (off, sets)
+}
+
 /// Greedy maximum coverage of `rr` by k users among the allowed ones;
 /// returns (seeds, newly covered sets per seed, inverted-index bytes).
 fn select(
@@ -235,19 +309,8 @@ fn select(
     allowed: Option<&[bool]>,
 ) -> (Vec<UserIx>, Vec<u64>, u64) {
     let ok = |u: usize| allowed.is_none_or(|a| a[u]);
-    let off = offsets_of(n, rr.nodes.iter().map(|&u| u as usize).filter(|&u| ok(u)));
+    let (off, sets) = inverted_index(rr, n, &ok);
     let mut gain: Vec<u64> = off.windows(2).map(|w| w[1] - w[0]).collect();
-    let mut pos = off.clone();
-    let mut sets = vec![0u32; off[n] as usize];
-    for r in 0..rr.len() {
-        for &u in rr.set(r) {
-            if ok(u as usize) {
-                sets[pos[u as usize] as usize] = r as u32;
-                pos[u as usize] += 1;
-            }
-        }
-    }
-    drop(pos);
     let index_bytes = (off.len() * 8 + sets.len() * 4 + gain.len() * 8) as u64;
     let mut heap: BinaryHeap<(u64, std::cmp::Reverse<UserIx>)> = (0..n)
         .filter(|&u| ok(u))
@@ -317,6 +380,8 @@ pub fn imm(g: &SocialGraph, p: &ImmParams) -> ImmResult {
             sampling_rr_sets: 0,
             rr_bytes: 0,
             lower_bound: 0.0,
+            generate_seconds: 0.0,
+            select_seconds: 0.0,
         };
     }
     let nf = n as f64;
@@ -332,14 +397,20 @@ pub fn imm(g: &SocialGraph, p: &ImmParams) -> ImmResult {
     let mut rr = RrSets::new();
     let mut lb = 1.0f64;
     let mut rr_bytes = 0u64;
+    let (mut t_gen, mut t_sel) = (0.0, 0.0);
+    let timed = |acc: &mut f64, t: Instant| *acc += t.elapsed().as_secs_f64();
     for i in 1..(log2n.ceil() as i32) {
         let x = nf / 2f64.powi(i);
         let theta_i = (lambda1 / x).ceil() as u64;
         let have = rr.len() as u64;
+        let t = Instant::now();
         if theta_i > have {
             generate(g, p, &lt_scale, 1, have, theta_i, &mut rr);
         }
+        timed(&mut t_gen, t);
+        let t = Instant::now();
         let (_, newly, ib) = select(&rr, n, k, allowed.as_deref());
+        timed(&mut t_sel, t);
         rr_bytes = rr_bytes.max(rr.bytes() + ib);
         let cov = newly.iter().sum::<u64>() as f64 / rr.len() as f64;
         if nf * cov >= (1.0 + eps1) * x {
@@ -357,8 +428,12 @@ pub fn imm(g: &SocialGraph, p: &ImmParams) -> ImmResult {
     let lambda_star = 2.0 * nf * (e1 * alpha + beta).powi(2) / (eps * eps);
     let theta = ((lambda_star / lb).ceil() as u64).max(1);
     let mut rr = RrSets::new();
+    let t = Instant::now();
     generate(g, p, &lt_scale, 2, 0, theta, &mut rr);
+    timed(&mut t_gen, t);
+    let t = Instant::now();
     let (seeds, newly, ib) = select(&rr, n, k, allowed.as_deref());
+    timed(&mut t_sel, t);
     rr_bytes = rr_bytes.max(rr.bytes() + ib);
     let per_set = nf / theta as f64;
     let marginal_gain: Vec<f64> = newly.iter().map(|&c| c as f64 * per_set).collect();
@@ -377,6 +452,8 @@ pub fn imm(g: &SocialGraph, p: &ImmParams) -> ImmResult {
         sampling_rr_sets,
         rr_bytes,
         lower_bound: lb,
+        generate_seconds: t_gen,
+        select_seconds: t_sel,
     }
 }
 
@@ -406,6 +483,30 @@ mod tests {
         e.extend((101..120).map(|i| (100, i)));
         e.extend((200..210).map(|i| (i, i + 1)));
         graph(&e, Prob::Constant(1.0))
+    }
+
+    #[test]
+    fn geometric_skips_succeed_with_p() {
+        let mut rng = Rng::new(5, 0);
+        let (p, len, runs) = (0.05f32, 40usize, 50_000);
+        let mut hits = vec![0u32; len];
+        for _ in 0..runs {
+            let mut i = 0;
+            while let Some(j) = next_success(&mut rng, p, i, len) {
+                hits[j] += 1;
+                i = j + 1;
+            }
+        }
+        let want = p as f64 * runs as f64;
+        let sd = (want * (1.0 - p as f64)).sqrt();
+        for (j, &h) in hits.iter().enumerate() {
+            assert!(
+                (h as f64 - want).abs() < 5.0 * sd,
+                "slot {j}: {h} vs {want}"
+            );
+        }
+        assert_eq!(next_success(&mut rng, 1.0, 3, 5), Some(3));
+        assert_eq!(next_success(&mut rng, 0.0, 0, 5), None);
     }
 
     #[test]
@@ -452,7 +553,11 @@ mod tests {
                     .install(|| imm(&g, &p))
             };
             let a = run(1);
-            assert_eq!(a, run(3));
+            let b = run(3);
+            assert_eq!(
+                (&a.seeds, &a.spread, a.rr_sets),
+                (&b.seeds, &b.spread, b.rr_sets)
+            );
             // The estimate agrees with Monte Carlo.
             let scale = g.lt_scale();
             let mc = spread(&g, &a.seeds, model, 20_000, 1, None, &scale);
