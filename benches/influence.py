@@ -111,7 +111,8 @@ def bench_hll(n: int, precision: int, repeats: int, out: list[str]) -> None:
         f"{sg.num_nodes:,} users, {sg.num_edges:,} edges: {t:.3f} s (exact BFS: {t_exact:.3f} s), "
         f"peak memory {mem / 2**30:.2f} GiB (counters 2 * n * 2^{precision} = "
         f"{2 * sg.num_nodes * 2**precision / 2**30:.2f} GiB). Error on 1,000 sampled users "
-        f"(the {big.sum()} with exact reach_2 >= 100): RMS relative error {np.sqrt(np.mean(rel**2)):.4f}, "
+        f"(the {big.sum()} with exact reach_2 >= 100): "
+        f"RMS relative error {np.sqrt(np.mean(rel**2)):.4f}, "
         f"mean {np.mean(rel):+.4f}; expected about 1.04 / sqrt(2^{precision}) = "
         f"{1.04 / math.sqrt(2**precision):.4f}.\n"
     )
