@@ -21,7 +21,7 @@ use crate::arrow_io::{
     gather_ids, int64_values, is_string, to_pyarrow, IdColumn, InputTable, Timestamps,
 };
 use crate::errors::{invalid_err, schema_err, PyCoreErr};
-use crate::gil::{enter_core, guard};
+use crate::gil::{enter_core, enter_watched, guard};
 use crate::graph::{issues_table, parse_on_invalid, PyReferralGraph};
 
 /// The amount column, normalised: int64, decimal128 (precision, scale) or float64.
@@ -273,6 +273,7 @@ fn core_policy<T: Face>(
 
 type Tables = (Py<PyAny>, Py<PyAny>, Py<PyAny>, Py<PyAny>);
 
+#[allow(clippy::too_many_arguments)]
 fn run<T: Face>(
     py: Python<'_>,
     forest: &Arc<Forest>,
@@ -281,13 +282,16 @@ fn run<T: Face>(
     names: &EventNames<'_>,
     policy: &Bound<'_, PyAny>,
     mode: OnInvalid,
+    progress: Option<Py<PyAny>>,
 ) -> PyResult<Tables> {
     let policy = core_policy::<T>(py, policy, &cols.amounts)?;
     let input = cols.input(values, names);
     let f = forest.clone();
     let levels = policy.levels();
     let ppm = policy.ppm.clone();
-    let out = enter_core(py, || attr::attribute(&f, &input, &policy, mode))?;
+    let out = enter_watched(py, progress, |p| {
+        attr::attribute_watched(&f, &input, &policy, mode, p)
+    })?;
     let (_, scale) = cols.amounts.kind();
     let attr::Attribution {
         ledger,
@@ -380,7 +384,7 @@ fn run<T: Face>(
 
 /// Attributes an events table over a graph; see `ReferralGraph.attribute`.
 #[pyfunction]
-#[pyo3(signature = (graph, events, policy, *, user_id, amount, ts, ts_required, event_id, event_id_required, on_invalid))]
+#[pyo3(signature = (graph, events, policy, *, user_id, amount, ts, ts_required, event_id, event_id_required, on_invalid, progress=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn attribute(
     py: Python<'_>,
@@ -394,6 +398,7 @@ pub fn attribute(
     event_id: Option<&str>,
     event_id_required: bool,
     on_invalid: &str,
+    progress: Option<Py<PyAny>>,
 ) -> PyResult<Tables> {
     let mode = parse_on_invalid(on_invalid)?;
     let names = EventNames {
@@ -407,9 +412,36 @@ pub fn attribute(
     let cols = guard(|| EventColumns::read(events, &names))?;
     let forest = &graph.get().forest;
     match &cols.amounts {
-        Amounts::Int(a) => run::<i64>(py, forest, &cols, a.values(), &names, policy, mode),
-        Amounts::Dec(a, ..) => run::<i128>(py, forest, &cols, a.values(), &names, policy, mode),
-        Amounts::Float(a) => run::<f64>(py, forest, &cols, a.values(), &names, policy, mode),
+        Amounts::Int(a) => run::<i64>(
+            py,
+            forest,
+            &cols,
+            a.values(),
+            &names,
+            policy,
+            mode,
+            progress,
+        ),
+        Amounts::Dec(a, ..) => run::<i128>(
+            py,
+            forest,
+            &cols,
+            a.values(),
+            &names,
+            policy,
+            mode,
+            progress,
+        ),
+        Amounts::Float(a) => run::<f64>(
+            py,
+            forest,
+            &cols,
+            a.values(),
+            &names,
+            policy,
+            mode,
+            progress,
+        ),
     }
 }
 

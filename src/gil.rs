@@ -3,9 +3,11 @@
 //! `except Exception` would not catch), map the core error.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
 
 use pyo3::prelude::*;
 use referralgraph_core as core;
+use referralgraph_core::progress::Progress;
 
 use crate::errors::{internal_err, PyCoreErr};
 
@@ -18,6 +20,70 @@ where
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(PyCoreErr(e).into()),
         Err(panic) => Err(internal_err(format!(
+            "internal error (a bug, please report it): {}",
+            panic_message(&panic)
+        ))),
+    }
+}
+
+/// Like `enter_core`, for long passes that report progress: the core runs
+/// on a scoped worker thread while this thread, without the GIL, wakes
+/// every 100 ms to take it briefly, check for Ctrl-C (which cancels the
+/// work: the core stops at its next chunk) and call `on_progress(done,
+/// total)`. An exception from the callback also cancels the work and is
+/// raised.
+pub(crate) fn enter_watched<T, F>(
+    py: Python<'_>,
+    on_progress: Option<Py<PyAny>>,
+    f: F,
+) -> PyResult<T>
+where
+    T: Send,
+    F: Send + FnOnce(&Progress) -> core::Result<T>,
+{
+    let progress = Progress::new();
+    let mut raised: Option<PyErr> = None;
+    let outcome = py.detach(|| {
+        std::thread::scope(|s| {
+            let me = std::thread::current();
+            let progress = &progress;
+            let worker = s.spawn(move || {
+                let out = catch_unwind(AssertUnwindSafe(|| f(progress)));
+                me.unpark();
+                out
+            });
+            while !worker.is_finished() {
+                std::thread::park_timeout(Duration::from_millis(100));
+                if worker.is_finished() || raised.is_some() {
+                    continue;
+                }
+                Python::attach(|py| {
+                    let status = py.check_signals().and_then(|()| match &on_progress {
+                        Some(cb) => cb.call1(py, progress.get()).map(drop),
+                        None => Ok(()),
+                    });
+                    if let Err(e) = status {
+                        progress.cancel();
+                        raised = Some(e);
+                    }
+                });
+            }
+            worker.join()
+        })
+    });
+    if let Some(e) = raised {
+        return Err(e);
+    }
+    match outcome {
+        Ok(Ok(Ok(v))) => {
+            if let Some(cb) = &on_progress {
+                let (_, total) = progress.get();
+                cb.call1(py, (total, total))?;
+            }
+            Ok(v)
+        }
+        Ok(Ok(Err(e))) => Err(PyCoreErr(e).into()),
+        Ok(Err(panic)) | Err(panic) => Err(internal_err(format!(
             "internal error (a bug, please report it): {}",
             panic_message(&panic)
         ))),

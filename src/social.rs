@@ -19,7 +19,7 @@ use referralgraph_core::{Issue, UserIx};
 
 use crate::arrow_io::{gather_ids, ids_array, to_pyarrow, IdColumn, InputTable};
 use crate::errors::{invalid_err, schema_err};
-use crate::gil::{enter_core, guard};
+use crate::gil::{enter_core, enter_watched, guard};
 use crate::graph::{issues_table, parse_on_invalid, PyReferralGraph};
 
 /// An immutable directed graph with edge probabilities (`Arc` inside).
@@ -255,12 +255,14 @@ impl PySocialGraph {
 
     /// Per user: user_id, reach_1..reach_k; method "exact", "hll" or "auto".
     /// Returns (table, method used).
+    #[pyo3(signature = (k, method, precision, progress=None))]
     fn reach(
         &self,
         py: Python<'_>,
         k: usize,
         method: &str,
         precision: u32,
+        progress: Option<Py<PyAny>>,
     ) -> PyResult<(Py<PyAny>, &'static str)> {
         let exact = match method {
             "exact" => true,
@@ -281,12 +283,12 @@ impl PySocialGraph {
         }
         let g = self.g.clone();
         let cols: Vec<ArrayRef> = if exact {
-            enter_core(py, move || Ok(bfs::reach_exact(&g, k)))?
+            enter_watched(py, progress, move |p| bfs::reach_exact(&g, k, p))?
                 .into_iter()
                 .map(|c| Arc::new(UInt32Array::from(c)) as ArrayRef)
                 .collect()
         } else {
-            enter_core(py, move || Ok(hll::reach_hll(&g, k, precision)))?
+            enter_watched(py, progress, move |p| hll::reach_hll(&g, k, precision, p))?
                 .into_iter()
                 .map(|c| Arc::new(Float64Array::from(c)) as ArrayRef)
                 .collect()
@@ -300,7 +302,8 @@ impl PySocialGraph {
     }
 
     /// Monte Carlo spread of `seeds` (an Arrow array of ids): (mean, stderr).
-    #[pyo3(signature = (seeds, *, model, simulations, seed, max_hops))]
+    #[pyo3(signature = (seeds, *, model, simulations, seed, max_hops, progress=None))]
+    #[allow(clippy::too_many_arguments)]
     fn spread(
         &self,
         py: Python<'_>,
@@ -309,30 +312,23 @@ impl PySocialGraph {
         simulations: u64,
         seed: u64,
         max_hops: Option<u32>,
+        progress: Option<Py<PyAny>>,
     ) -> PyResult<(f64, f64)> {
         let model = parse_model(model)?;
         let seeds = self.indices(seeds.array(), "seeds")?;
         let g = self.g.clone();
-        let r = enter_core(py, move || {
+        let r = enter_watched(py, progress, move |p| {
             let scale = match model {
                 Model::LinearThreshold => g.lt_scale(),
                 Model::IndependentCascade => Vec::new(),
             };
-            Ok(core_social::spread(
-                &g,
-                &seeds,
-                model,
-                simulations,
-                seed,
-                max_hops,
-                &scale,
-            ))
+            core_social::spread(&g, &seeds, model, simulations, seed, max_hops, &scale, p)
         })?;
         Ok((r.mean, r.stderr))
     }
 
     /// IMM seeds: (table rank, user_id, marginal_gain, spread; stats dict).
-    #[pyo3(signature = (k, *, model, epsilon, ell, seed, candidates, max_hops))]
+    #[pyo3(signature = (k, *, model, epsilon, ell, seed, candidates, max_hops, progress=None))]
     #[allow(clippy::too_many_arguments)]
     fn seeds<'py>(
         &self,
@@ -344,6 +340,7 @@ impl PySocialGraph {
         seed: u64,
         candidates: Option<PyArray>,
         max_hops: Option<u32>,
+        progress: Option<Py<PyAny>>,
     ) -> PyResult<(Py<PyAny>, Bound<'py, PyDict>)> {
         let model = parse_model(model)?;
         if epsilon.is_nan() || epsilon <= 0.0 || epsilon >= 1.0 {
@@ -378,7 +375,7 @@ impl PySocialGraph {
             candidates,
         };
         let g = self.g.clone();
-        let r = enter_core(py, move || Ok(core_social::imm(&g, &params)))?;
+        let r = enter_watched(py, progress, move |p| core_social::imm(&g, &params, p))?;
         let rank: ArrayRef = Arc::new(Int64Array::from_iter_values(1..=r.seeds.len() as i64));
         let table = to_pyarrow(
             py,

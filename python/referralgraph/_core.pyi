@@ -1,5 +1,6 @@
 """Type stubs for the Rust extension module (kept in step with src/)."""
 
+from collections.abc import Callable
 from typing import Any, final
 
 import pyarrow as pa
@@ -23,6 +24,8 @@ __all__ = [
 ]
 
 __version__: str
+
+_ProgressFn = Callable[[int, int], object]
 
 @final
 class ReferralGraph:
@@ -104,6 +107,7 @@ def attribute(
     event_id: str | None,
     event_id_required: bool,
     on_invalid: str,
+    progress: _ProgressFn | None = None,
 ) -> tuple[pa.Table, pa.Table, dict[str, Any], pa.Table]: ...
 def session(
     graph: ReferralGraph,
@@ -179,7 +183,9 @@ class SocialGraph:
     def issues(self) -> pa.Table: ...
     def user_ids(self) -> pa.Array: ...
     def edges(self) -> pa.Table: ...
-    def reach(self, k: int, method: str, precision: int) -> tuple[pa.Table, str]: ...
+    def reach(
+        self, k: int, method: str, precision: int, progress: _ProgressFn | None = None
+    ) -> tuple[pa.Table, str]: ...
     def spread(
         self,
         seeds: Any,
@@ -188,6 +194,7 @@ class SocialGraph:
         simulations: int,
         seed: int,
         max_hops: int | None,
+        progress: _ProgressFn | None = None,
     ) -> tuple[float, float]: ...
     def seeds(
         self,
@@ -199,6 +206,7 @@ class SocialGraph:
         seed: int,
         candidates: Any | None,
         max_hops: int | None,
+        progress: _ProgressFn | None = None,
     ) -> tuple[pa.Table, dict[str, Any]]: ...
 
 def synthetic_social(nodes: int, edges: int, exponent: float, seed: int) -> pa.Table: ...

@@ -14,7 +14,7 @@ from ._arrow import as_stream
 from .attribution import AttributionResult, Session
 from .exceptions import PolicyError
 from .policy import Policy
-from .social import SocialGraph
+from .social import ProgressFn, SocialGraph
 
 OnInvalid = Literal["raise", "drop"]
 
@@ -145,6 +145,7 @@ class ReferralGraph:
         ts: str | None = _TS,
         event_id: str | None = _EVENT_ID,
         on_invalid: OnInvalid = "raise",
+        progress: ProgressFn | None = None,
     ) -> AttributionResult:
         """Pays every purchase's credit up the chain of referrers.
 
@@ -161,6 +162,10 @@ class ReferralGraph:
         >>> r.ledger.column("credit").to_pylist()
         [1000, 500]
 
+        ``progress(done, total)`` (events walked) is called about every
+        100 ms while the GIL is released; Ctrl-C stops the call with
+        KeyboardInterrupt.
+
         Raises SchemaError, InvalidInputError (strict mode), PolicyError.
         """
         if not isinstance(policy, Policy):
@@ -168,7 +173,7 @@ class ReferralGraph:
         args = _event_args(user_id, amount, ts, event_id)
         stream = as_stream(events, "events")
         ledger, totals, stats, issues = _core.attribute(
-            self._g, stream, policy, **args, on_invalid=on_invalid
+            self._g, stream, policy, **args, on_invalid=on_invalid, progress=progress
         )
         return AttributionResult(ledger=ledger, totals=totals, stats=stats, issues=issues)
 

@@ -23,7 +23,7 @@ h hops.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -34,6 +34,10 @@ from ._arrow import as_stream
 
 Model = Literal["ic", "lt"]
 OnInvalid = Literal["raise", "drop"]
+
+#: ``progress(done, total)``: called about every 100 ms from the calling
+#: thread while a long call runs, and once at the end.
+ProgressFn = Callable[[int, int], object]
 
 #: Schema-metadata key of the table :meth:`SocialGraph.seeds` returns.
 SEEDS_METADATA_KEY = b"referralgraph.imm"
@@ -187,6 +191,7 @@ class SocialGraph:
         *,
         method: Literal["exact", "hll", "auto"] = "exact",
         precision: int = 10,
+        progress: ProgressFn | None = None,
     ) -> pa.Table:
         """Per user, ``reach_1 .. reach_k``: distinct other users within
         1..k hops along the edges (the user excluded).
@@ -203,7 +208,7 @@ class SocialGraph:
         """
         if k < 1:
             raise ValueError(f"k must be >= 1, not {k}")
-        table, used = self._g.reach(k, method, precision)
+        table, used = self._g.reach(k, method, precision, progress)
         return table.replace_schema_metadata({b"method": used.encode()})
 
     def spread(
@@ -214,6 +219,7 @@ class SocialGraph:
         simulations: int = 10_000,
         seed: int = 0,
         max_hops: int | None = None,
+        progress: ProgressFn | None = None,
     ) -> Spread:
         """Expected number of users the ``seeds`` (ids) activate, seeds
         included, by Monte Carlo: mean and standard error of
@@ -229,6 +235,7 @@ class SocialGraph:
             simulations=simulations,
             seed=seed,
             max_hops=max_hops,
+            progress=progress,
         )
         return Spread(mean, stderr, simulations)
 
@@ -242,6 +249,7 @@ class SocialGraph:
         seed: int = 0,
         candidates: Any = None,
         max_hops: int | None = None,
+        progress: ProgressFn | None = None,
     ) -> pa.Table:
         """The k users to seed for the largest expected spread, by IMM
         (Tang, Shi, Xiao, SIGMOD 2015): a (1 - 1/e - epsilon)-approximation
@@ -255,6 +263,11 @@ class SocialGraph:
         JSON stats: ``rr_sets`` (theta), ``sampling_rr_sets``, ``rr_bytes``
         (RR sets and inverted index held at the peak), ``lower_bound``;
         :func:`seeds_stats` reads it.
+
+        Long calls (``reach``, ``spread``, ``seeds``) release the GIL, call
+        ``progress(done, total)`` about every 100 ms (units: users, cascades,
+        RR sets of the current batch), and stop with KeyboardInterrupt on
+        Ctrl-C.
         """
         if k < 0:
             raise ValueError(f"k must be >= 0, not {k}")
@@ -269,6 +282,7 @@ class SocialGraph:
             seed=seed,
             candidates=cands,
             max_hops=max_hops,
+            progress=progress,
         )
         meta = {SEEDS_METADATA_KEY: json.dumps(stats).encode()}
         return table.replace_schema_metadata(meta)

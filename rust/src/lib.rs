@@ -14,6 +14,7 @@ pub mod forest;
 pub mod ids;
 pub mod persist;
 pub mod program;
+pub mod progress;
 pub mod reach;
 pub mod rng;
 pub mod scores;

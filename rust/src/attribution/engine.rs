@@ -26,6 +26,7 @@ use super::policy::{Policy, Qualify};
 use crate::error::{Error, Issue, IssueKind, OnInvalid, Result};
 use crate::forest::{lookup_par, Forest, NULL_TS};
 use crate::ids::{prefetch, IdSlice, UserIx, NO_USER};
+use crate::progress::Progress;
 
 /// Rows per parallel work item: fixed, so results never depend on threads.
 pub(crate) const CHUNK: usize = 1 << 13;
@@ -209,11 +210,24 @@ pub fn attribute<T: Money>(
     policy: &Policy<T>,
     mode: OnInvalid,
 ) -> Result<Attribution<T>> {
+    attribute_watched(forest, ev, policy, mode, &Progress::new())
+}
+
+/// [`attribute`], reporting events walked to `progress` and stopping with
+/// `Interrupted` once it is cancelled.
+pub fn attribute_watched<T: Money>(
+    forest: &Forest,
+    ev: &EventInput<'_, T>,
+    policy: &Policy<T>,
+    mode: OnInvalid,
+    progress: &Progress,
+) -> Result<Attribution<T>> {
     check_inputs(forest, ev, policy)?;
+    progress.start(ev.amount.len() as u64);
     let (prep, issues) = prepare(forest, ev, mode)?;
     let qual = qualification(forest, &prep, policy)?;
     let (eligible, creditable) = limits::eligible(forest, &prep, policy);
-    let (mut ledger, forfeited) = walk(forest, &prep, policy, &qual, &eligible)?;
+    let (mut ledger, forfeited) = walk(forest, &prep, policy, &qual, &eligible, progress)?;
     let capped_off = match policy.cap_per_beneficiary {
         Some(cap) => limits::apply_cap(forest.num_users(), prep.order(), &mut ledger, cap)?,
         None => T::ZERO,
@@ -484,6 +498,7 @@ fn walk<T: Money>(
     policy: &Policy<T>,
     qual: &Qualification<T>,
     eligible: &[bool],
+    progress: &Progress,
 ) -> Result<(Ledger<T>, T)> {
     let m = prep.ev.amount.len();
     let parent = forest.parent();
@@ -493,6 +508,7 @@ fn walk<T: Money>(
         .map(|c| {
             let mut out = Ledger::default();
             let mut forfeited = T::ZERO;
+            progress.advance((((c + 1) * CHUNK).min(m) - c * CHUNK) as u64)?;
             let rows: Vec<usize> = (c * CHUNK..((c + 1) * CHUNK).min(m))
                 .filter(|&r| eligible[r])
                 .collect();

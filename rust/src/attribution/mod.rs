@@ -12,7 +12,7 @@ pub mod money;
 pub mod policy;
 pub mod session;
 
-pub use engine::{attribute, Attribution, EventInput, Ledger, Stats, Totals};
+pub use engine::{attribute, attribute_watched, Attribution, EventInput, Ledger, Stats, Totals};
 pub use money::Money;
 pub use policy::{Policy, Qualify};
 pub use session::Session;

@@ -10,26 +10,34 @@
 use rayon::prelude::*;
 
 use super::graph::SocialGraph;
+use crate::error::Result;
 use crate::ids::UserIx;
+use crate::progress::Progress;
 
 /// `columns[j][u]`: distinct users within j + 1 hops of u (u excluded).
-pub fn reach_exact(g: &SocialGraph, k: usize) -> Vec<Vec<u32>> {
+/// Reports users done to `progress`; `Interrupted` once it is cancelled.
+pub fn reach_exact(g: &SocialGraph, k: usize, progress: &Progress) -> Result<Vec<Vec<u32>>> {
     let n = g.num_nodes();
+    progress.start(n as u64);
     if k == 0 {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     let mut rows = vec![0u32; n * k];
     const CHUNK: usize = 256;
     rows.par_chunks_mut(CHUNK * k).enumerate().for_each_init(
         || (vec![0u32; n], Vec::<UserIx>::new()),
         |(stamp, queue), (c, out)| {
+            if progress.advance((out.len() / k) as u64).is_err() {
+                return;
+            }
             for (i, row) in out.chunks_mut(k).enumerate() {
                 let u = (c * CHUNK + i) as UserIx;
                 bfs_counts(g, u, stamp, queue, row);
             }
         },
     );
-    transpose(&rows, n, k)
+    progress.check()?;
+    Ok(transpose(&rows, n, k))
 }
 
 /// The "auto" method's choice: exact BFS for k = 1, for graphs of at most
@@ -108,7 +116,7 @@ mod tests {
             &[(1, 2), (2, 3), (3, 4), (1, 3), (4, 1)],
             Prob::Constant(1.0),
         );
-        let cols = reach_exact(&g, 3);
+        let cols = reach_exact(&g, 3, &Progress::new()).unwrap();
         let at = |id: i64| g.lookup(IdRef::Int(id)).unwrap() as usize;
         assert_eq!([cols[0][at(1)], cols[1][at(1)], cols[2][at(1)]], [2, 3, 3]);
         assert_eq!([cols[0][at(4)], cols[1][at(4)], cols[2][at(4)]], [1, 3, 3]);

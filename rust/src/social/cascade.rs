@@ -16,7 +16,9 @@
 use rayon::prelude::*;
 
 use super::graph::SocialGraph;
+use crate::error::Result;
 use crate::ids::UserIx;
+use crate::progress::Progress;
 use crate::rng::Rng;
 
 /// The diffusion model.
@@ -98,6 +100,7 @@ impl Scratch {
 /// Estimates the expected number of users a seed set activates (seeds
 /// included) from `simulations` runs. `seeds` are node indices (duplicates
 /// are ignored); `lt_scale` is `g.lt_scale()` for LT (ignored for IC).
+#[allow(clippy::too_many_arguments)]
 pub fn spread(
     g: &SocialGraph,
     seeds: &[UserIx],
@@ -106,8 +109,10 @@ pub fn spread(
     seed: u64,
     max_hops: Option<u32>,
     lt_scale: &[f32],
-) -> Spread {
+    progress: &Progress,
+) -> Result<Spread> {
     const CHUNK: u64 = 32;
+    progress.start(simulations);
     let n = g.num_nodes();
     let lt = model == Model::LinearThreshold;
     let chunks = simulations.div_ceil(CHUNK);
@@ -117,26 +122,31 @@ pub fn spread(
             || Scratch::new(n, lt),
             |s, c| {
                 let (mut a, mut b) = (0.0, 0.0);
+                if progress.is_cancelled() {
+                    return (a, b);
+                }
                 for i in c * CHUNK..((c + 1) * CHUNK).min(simulations) {
                     let mut rng = Rng::new(seed, i);
                     let x = simulate(g, seeds, model, max_hops, lt_scale, &mut rng, s) as f64;
                     a += x;
                     b += x * x;
                 }
+                let _ = progress.advance(CHUNK.min(simulations - c * CHUNK));
                 (a, b)
             },
         )
         .collect();
+    progress.check()?;
     let (sum, sq) = sums
         .iter()
         .fold((0.0, 0.0), |(a, b), &(x, y)| (a + x, b + y));
     let k = simulations as f64;
     if simulations == 0 {
-        return Spread {
+        return Ok(Spread {
             mean: f64::NAN,
             stderr: f64::NAN,
             simulations,
-        };
+        });
     }
     let mean = sum / k;
     let var = if simulations > 1 {
@@ -144,11 +154,11 @@ pub fn spread(
     } else {
         0.0
     };
-    Spread {
+    Ok(Spread {
         mean,
         stderr: (var / k).sqrt(),
         simulations,
-    }
+    })
 }
 
 /// One cascade; returns the number of active users at the end.
@@ -227,14 +237,26 @@ mod tests {
     use crate::social::graph::tests::graph;
     use crate::social::graph::Prob;
 
+    fn mc(
+        g: &SocialGraph,
+        seeds: &[UserIx],
+        model: Model,
+        sims: u64,
+        seed: u64,
+        hops: Option<u32>,
+        scale: &[f32],
+    ) -> Spread {
+        spread(g, seeds, model, sims, seed, hops, scale, &Progress::new()).unwrap()
+    }
+
     #[test]
     fn ic_on_a_chain_is_a_geometric_sum_and_hops_cut_it() {
         // 0 -> 1 -> 2 -> 3 with p = 0.5: E = 1 + .5 + .25 + .125.
         let g = graph(&[(0, 1), (1, 2), (2, 3)], Prob::Constant(0.5));
         let s0 = g.lookup(IdRef::Int(0)).unwrap();
-        let r = spread(&g, &[s0], Model::IndependentCascade, 200_000, 1, None, &[]);
+        let r = mc(&g, &[s0], Model::IndependentCascade, 200_000, 1, None, &[]);
         assert!((r.mean - 1.875).abs() < 4.0 * r.stderr, "{r:?}");
-        let r = spread(
+        let r = mc(
             &g,
             &[s0],
             Model::IndependentCascade,
@@ -244,7 +266,7 @@ mod tests {
             &[],
         );
         assert!((r.mean - 1.5).abs() < 4.0 * r.stderr, "{r:?}");
-        let r = spread(&g, &[s0], Model::IndependentCascade, 1000, 1, Some(0), &[]);
+        let r = mc(&g, &[s0], Model::IndependentCascade, 1000, 1, Some(0), &[]);
         assert_eq!((r.mean, r.stderr), (1.0, 0.0));
     }
 
@@ -253,13 +275,13 @@ mod tests {
         let g = graph(&[(0, 1), (1, 2), (5, 6)], Prob::WeightedCascade);
         let scale = g.lt_scale();
         let s0 = g.lookup(IdRef::Int(0)).unwrap();
-        let r = spread(&g, &[s0], Model::LinearThreshold, 100, 3, None, &scale);
+        let r = mc(&g, &[s0], Model::LinearThreshold, 100, 3, None, &scale);
         assert_eq!(r.mean, 3.0);
         // Two in-neighbours of weight 1/2 each: one active reaches the threshold with p 1/2.
         let g = graph(&[(0, 2), (1, 2)], Prob::WeightedCascade);
         let scale = g.lt_scale();
         let s0 = g.lookup(IdRef::Int(0)).unwrap();
-        let r = spread(&g, &[s0], Model::LinearThreshold, 100_000, 3, None, &scale);
+        let r = mc(&g, &[s0], Model::LinearThreshold, 100_000, 3, None, &scale);
         assert!((r.mean - 1.5).abs() < 4.0 * r.stderr, "{r:?}");
     }
 
@@ -273,7 +295,7 @@ mod tests {
                 .build()
                 .unwrap()
                 .install(|| {
-                    spread(
+                    mc(
                         &g,
                         &[0, 1, 2],
                         Model::IndependentCascade,

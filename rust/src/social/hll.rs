@@ -13,7 +13,9 @@
 use rayon::prelude::*;
 
 use super::graph::SocialGraph;
+use crate::error::Result;
 use crate::ids::mix64;
+use crate::progress::Progress;
 
 /// Smallest and largest supported precision (16 to 65,536 registers).
 pub const MIN_PRECISION: u32 = 4;
@@ -25,12 +27,20 @@ pub fn memory_bytes(n: usize, precision: u32) -> u128 {
 }
 
 /// `columns[j][u]`: estimated users within j + 1 hops of u (u excluded).
-pub fn reach_hll(g: &SocialGraph, k: usize, precision: u32) -> Vec<Vec<f64>> {
+/// Reports users merged (k passes over all) to `progress`; `Interrupted`
+/// once it is cancelled.
+pub fn reach_hll(
+    g: &SocialGraph,
+    k: usize,
+    precision: u32,
+    progress: &Progress,
+) -> Result<Vec<Vec<f64>>> {
     assert!(
         (MIN_PRECISION..=MAX_PRECISION).contains(&precision),
         "precision checked by the caller"
     );
     let n = g.num_nodes();
+    progress.start((n * k) as u64);
     let m = 1usize << precision;
     let mut cur = vec![0u8; n * m];
     cur.par_chunks_mut(m).enumerate().for_each(|(u, regs)| {
@@ -45,6 +55,9 @@ pub fn reach_hll(g: &SocialGraph, k: usize, precision: u32) -> Vec<Vec<f64>> {
             .par_chunks_mut(m)
             .enumerate()
             .map(|(u, regs)| {
+                if u % 4096 == 0 && progress.advance(4096.min(n - u) as u64).is_err() {
+                    return 0.0;
+                }
                 regs.copy_from_slice(&cur[u * m..(u + 1) * m]);
                 for &w in g.out(u as u32).0 {
                     let other = &cur[w as usize * m..(w as usize + 1) * m];
@@ -55,10 +68,11 @@ pub fn reach_hll(g: &SocialGraph, k: usize, precision: u32) -> Vec<Vec<f64>> {
                 (est.estimate(regs) - 1.0).max(0.0)
             })
             .collect();
+        progress.check()?;
         cols.push(ests);
         std::mem::swap(&mut cur, &mut next);
     }
-    cols
+    Ok(cols)
 }
 
 /// The register a user's hash falls in and its rank (1 + leading zeros).
@@ -140,8 +154,8 @@ mod tests {
         let mut edges: Vec<(i64, i64)> = (0..n).map(|i| (i, (i + 1) % n)).collect();
         edges.extend((0..n).step_by(7).map(|i| (i, (i * 13 + 5) % n)));
         let g = graph(&edges, Prob::Constant(1.0));
-        let exact = reach_exact(&g, 4);
-        let approx = reach_hll(&g, 4, 10);
+        let exact = reach_exact(&g, 4, &Progress::new()).unwrap();
+        let approx = reach_hll(&g, 4, 10, &Progress::new()).unwrap();
         let rse = 1.04 / 32.0;
         for j in 0..4 {
             let mut err2 = 0.0;

@@ -31,7 +31,9 @@ use rayon::prelude::*;
 use super::cascade::{coin, next_success, Model};
 use super::graph::SocialGraph;
 use crate::attribution::engine::SharedMut;
+use crate::error::Result;
 use crate::ids::UserIx;
+use crate::progress::Progress;
 use crate::rng::Rng;
 
 /// IMM's inputs.
@@ -115,6 +117,7 @@ impl Walker {
 }
 
 /// Generates RR sets `from..to` of a phase and appends them to `rr`.
+#[allow(clippy::too_many_arguments)]
 fn generate(
     g: &SocialGraph,
     p: &ImmParams,
@@ -123,7 +126,9 @@ fn generate(
     from: u64,
     to: u64,
     rr: &mut RrSets,
-) {
+    progress: &Progress,
+) -> Result<()> {
+    progress.start(to - from);
     const CHUNK: u64 = 1024;
     let n = g.num_nodes();
     let stream_seed = p.seed ^ phase.wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -135,16 +140,21 @@ fn generate(
                 let (a, b) = ((c * CHUNK).max(from), ((c + 1) * CHUNK).min(to));
                 let mut lens = Vec::with_capacity((b - a) as usize);
                 let mut nodes = Vec::new();
+                if progress.is_cancelled() {
+                    return (lens, nodes);
+                }
                 for i in a..b {
                     let mut rng = Rng::new(stream_seed, i);
                     let before = nodes.len();
                     rr_set(g, p, lt_scale, &mut rng, w, &mut nodes);
                     lens.push((nodes.len() - before) as u32);
                 }
+                let _ = progress.advance(b - a);
                 (lens, nodes)
             },
         )
         .collect();
+    progress.check()?;
     let extra: usize = chunks.iter().map(|c| c.1.len()).sum();
     rr.nodes.reserve(extra);
     rr.offsets.reserve((to - from) as usize);
@@ -156,6 +166,7 @@ fn generate(
         }
         rr.nodes.extend_from_slice(&nodes);
     }
+    Ok(())
 }
 
 /// One RR set of a uniformly random root, appended to `out`.
@@ -354,7 +365,9 @@ fn ln_binom(n: usize, k: usize) -> f64 {
 
 /// The k users whose seeding maximises expected spread (IMM). `k` must not
 /// exceed the number of allowed users (checked by the caller).
-pub fn imm(g: &SocialGraph, p: &ImmParams) -> ImmResult {
+/// Reports RR sets generated to `progress` (a pass per batch) and stops
+/// with `Interrupted` once it is cancelled.
+pub fn imm(g: &SocialGraph, p: &ImmParams, progress: &Progress) -> Result<ImmResult> {
     let n = g.num_nodes();
     let lt_scale = match p.model {
         Model::LinearThreshold => g.lt_scale(),
@@ -372,7 +385,7 @@ pub fn imm(g: &SocialGraph, p: &ImmParams) -> ImmResult {
         .map_or(n, |a| a.iter().filter(|&&x| x).count());
     let k = p.k.min(pool);
     if n == 0 || k == 0 {
-        return ImmResult {
+        return Ok(ImmResult {
             seeds: Vec::new(),
             marginal_gain: Vec::new(),
             spread: Vec::new(),
@@ -382,7 +395,7 @@ pub fn imm(g: &SocialGraph, p: &ImmParams) -> ImmResult {
             lower_bound: 0.0,
             generate_seconds: 0.0,
             select_seconds: 0.0,
-        };
+        });
     }
     let nf = n as f64;
     let ln_n = nf.ln().max(f64::MIN_POSITIVE);
@@ -405,7 +418,7 @@ pub fn imm(g: &SocialGraph, p: &ImmParams) -> ImmResult {
         let have = rr.len() as u64;
         let t = Instant::now();
         if theta_i > have {
-            generate(g, p, &lt_scale, 1, have, theta_i, &mut rr);
+            generate(g, p, &lt_scale, 1, have, theta_i, &mut rr, progress)?;
         }
         timed(&mut t_gen, t);
         let t = Instant::now();
@@ -429,7 +442,7 @@ pub fn imm(g: &SocialGraph, p: &ImmParams) -> ImmResult {
     let theta = ((lambda_star / lb).ceil() as u64).max(1);
     let mut rr = RrSets::new();
     let t = Instant::now();
-    generate(g, p, &lt_scale, 2, 0, theta, &mut rr);
+    generate(g, p, &lt_scale, 2, 0, theta, &mut rr, progress)?;
     timed(&mut t_gen, t);
     let t = Instant::now();
     let (seeds, newly, ib) = select(&rr, n, k, allowed.as_deref());
@@ -444,7 +457,7 @@ pub fn imm(g: &SocialGraph, p: &ImmParams) -> ImmResult {
             Some(*s)
         })
         .collect();
-    ImmResult {
+    Ok(ImmResult {
         seeds,
         marginal_gain,
         spread,
@@ -454,7 +467,7 @@ pub fn imm(g: &SocialGraph, p: &ImmParams) -> ImmResult {
         lower_bound: lb,
         generate_seconds: t_gen,
         select_seconds: t_sel,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -512,7 +525,7 @@ mod tests {
     #[test]
     fn picks_the_hubs_and_estimates_their_spread() {
         let g = stars();
-        let r = imm(&g, &params(2));
+        let r = imm(&g, &params(2), &Progress::new()).unwrap();
         let ids: Vec<_> = r.seeds.iter().map(|&u| g.ids().get(u)).collect();
         assert_eq!(ids, [IdRef::Int(0), IdRef::Int(100)]);
         let exact = 30.0 + 20.0;
@@ -529,10 +542,10 @@ mod tests {
                 .map(|i| g.lookup(IdRef::Int(i)).unwrap())
                 .collect(),
         );
-        let r = imm(&g, &p);
+        let r = imm(&g, &p, &Progress::new()).unwrap();
         assert_eq!(g.ids().get(r.seeds[0]), IdRef::Int(200));
         p.max_hops = Some(1);
-        let r1 = imm(&g, &p);
+        let r1 = imm(&g, &p, &Progress::new()).unwrap();
         assert!(r1.spread[0] < 0.5 * r.spread[0], "{r1:?} vs {r:?}");
     }
 
@@ -550,7 +563,7 @@ mod tests {
                     .num_threads(t)
                     .build()
                     .unwrap()
-                    .install(|| imm(&g, &p))
+                    .install(|| imm(&g, &p, &Progress::new()).unwrap())
             };
             let a = run(1);
             let b = run(3);
@@ -560,7 +573,17 @@ mod tests {
             );
             // The estimate agrees with Monte Carlo.
             let scale = g.lt_scale();
-            let mc = spread(&g, &a.seeds, model, 20_000, 1, None, &scale);
+            let mc = spread(
+                &g,
+                &a.seeds,
+                model,
+                20_000,
+                1,
+                None,
+                &scale,
+                &Progress::new(),
+            )
+            .unwrap();
             let est = a.spread[4];
             assert!(
                 (est - mc.mean).abs() < 0.1 * mc.mean,
