@@ -411,37 +411,25 @@ pub fn attribute(
     };
     let cols = guard(|| EventColumns::read(events, &names))?;
     let forest = &graph.get().forest;
+    // One call per amount type; the arms differ only in T.
+    macro_rules! run_as {
+        ($t:ty, $a:expr) => {
+            run::<$t>(
+                py,
+                forest,
+                &cols,
+                $a.values(),
+                &names,
+                policy,
+                mode,
+                progress,
+            )
+        };
+    }
     match &cols.amounts {
-        Amounts::Int(a) => run::<i64>(
-            py,
-            forest,
-            &cols,
-            a.values(),
-            &names,
-            policy,
-            mode,
-            progress,
-        ),
-        Amounts::Dec(a, ..) => run::<i128>(
-            py,
-            forest,
-            &cols,
-            a.values(),
-            &names,
-            policy,
-            mode,
-            progress,
-        ),
-        Amounts::Float(a) => run::<f64>(
-            py,
-            forest,
-            &cols,
-            a.values(),
-            &names,
-            policy,
-            mode,
-            progress,
-        ),
+        Amounts::Int(a) => run_as!(i64, a),
+        Amounts::Dec(a, ..) => run_as!(i128, a),
+        Amounts::Float(a) => run_as!(f64, a),
     }
 }
 

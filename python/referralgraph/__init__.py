@@ -4,6 +4,8 @@ Multi-level attribution, reach, seeds and core fans, computed in Rust;
 Arrow tables in and out.
 """
 
+import logging
+
 from . import synthetic
 from ._core import __version__
 from .attribution import AttributionResult, Session
@@ -18,6 +20,9 @@ from .exceptions import (
 from .graph import ReferralGraph
 from .policy import MinSpend, Policy, geometric
 from .social import SocialGraph, Spread, seeds_stats
+
+# A library logs; the application decides where to (the CLI's --log-json).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "AttributionResult",

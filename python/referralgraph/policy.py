@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from .exceptions import PolicyError
 
@@ -134,6 +135,66 @@ class Policy:
     def ppm(self) -> list[int]:
         """Each level's rate in integer parts per million."""
         return [round(r * 1e6) for r in self.rates]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Policy:
+        """A policy from plain data (a parsed TOML or JSON file)::
+
+            rates = [0.10, 0.05, 0.02]     # or: geometric = {first = 0.1, ratio = 0.5, depth = 3}
+            window = "365d"
+            max_events_per_buyer = 1
+            qualify = "purchased"          # or: qualify = {min_spend = 5000}
+            compression = false
+            cap_per_beneficiary = 50000
+
+        Unknown keys are a PolicyError (a typo must not pass silently).
+        """
+        d = dict(d)
+        known = {
+            "rates",
+            "geometric",
+            "window",
+            "max_events_per_buyer",
+            "qualify",
+            "compression",
+            "cap_per_beneficiary",
+        }
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise PolicyError(
+                f"unknown policy keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+            )
+        if ("rates" in d) == ("geometric" in d):
+            raise PolicyError("a policy needs exactly one of rates or geometric")
+        g = d.pop("geometric", None)
+        if g is not None:
+            if not isinstance(g, dict) or set(g) != {"first", "ratio", "depth"}:
+                raise PolicyError("geometric must be a table with first, ratio and depth")
+            d["rates"] = geometric(**g)
+        q = d.get("qualify")
+        if isinstance(q, dict):
+            if set(q) != {"min_spend"}:
+                raise PolicyError(f'qualify must be "purchased" or {{min_spend = x}}, not {q!r}')
+            d["qualify"] = MinSpend(q["min_spend"])
+        elif isinstance(q, str) and q.startswith("min_spend:"):
+            x = q.split(":", 1)[1].strip()
+            try:
+                d["qualify"] = MinSpend(int(x) if x.lstrip("-").isdigit() else Decimal(x))
+            except ArithmeticError:
+                raise PolicyError(f"qualify {q!r}: {x!r} is not a number") from None
+        return cls(**d)
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str]) -> Policy:
+        """A policy from a TOML file (keys as in :meth:`from_dict`)."""
+        import tomllib
+
+        with open(path, "rb") as f:
+            try:
+                data = tomllib.load(f)
+            except tomllib.TOMLDecodeError as e:
+                raise PolicyError(f"{os.fspath(path)}: {e}") from None
+        return cls.from_dict(data.get("policy", data))
 
     @property
     def window_ns(self) -> int | None:
