@@ -77,9 +77,14 @@ impl Amounts {
 pub(crate) trait Face: Money + for<'py> FromPyObject<'py, 'py> {
     fn to_array(v: Vec<Self>, amounts: &Amounts) -> PyResult<ArrayRef>;
     fn to_py<'py>(self, py: Python<'py>, amounts_scale: i8) -> PyResult<Bound<'py, PyAny>>;
+    /// A Python number as this type (unscaled for decimals).
+    fn from_py(ob: &Bound<'_, PyAny>) -> PyResult<Self>;
 }
 
 impl Face for i64 {
+    fn from_py(ob: &Bound<'_, PyAny>) -> PyResult<Self> {
+        ob.extract()
+    }
     fn to_array(v: Vec<Self>, _: &Amounts) -> PyResult<ArrayRef> {
         Ok(Arc::new(Int64Array::from(v)))
     }
@@ -89,6 +94,9 @@ impl Face for i64 {
 }
 
 impl Face for i128 {
+    fn from_py(ob: &Bound<'_, PyAny>) -> PyResult<Self> {
+        ob.extract()
+    }
     fn to_array(v: Vec<Self>, amounts: &Amounts) -> PyResult<ArrayRef> {
         let Amounts::Dec(_, p, s) = amounts else {
             unreachable!("i128 amounts come from decimal columns")
@@ -114,6 +122,9 @@ impl Face for i128 {
 }
 
 impl Face for f64 {
+    fn from_py(ob: &Bound<'_, PyAny>) -> PyResult<Self> {
+        ob.extract()
+    }
     fn to_array(v: Vec<Self>, _: &Amounts) -> PyResult<ArrayRef> {
         Ok(Arc::new(Float64Array::from(v)))
     }
@@ -283,14 +294,22 @@ fn run<T: Face>(
     policy: &Bound<'_, PyAny>,
     mode: OnInvalid,
     progress: Option<Py<PyAny>>,
+    dist: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<Tables> {
     let policy = core_policy::<T>(py, policy, &cols.amounts)?;
     let input = cols.input(values, names);
     let f = forest.clone();
     let levels = policy.levels();
     let ppm = policy.ppm.clone();
+    let (global, row_offset) = match dist {
+        Some(d) => {
+            let (g, off) = distributed_state::<T>(d, &policy)?;
+            (g, Some(off))
+        }
+        None => (attr::Global::default(), None),
+    };
     let out = enter_watched(py, progress, |p| {
-        attr::attribute_watched(&f, &input, &policy, mode, p)
+        attr::attribute_global(&f, &input, &policy, mode, p, global)
     })?;
     let (_, scale) = cols.amounts.kind();
     let attr::Attribution {
@@ -323,29 +342,44 @@ fn run<T: Face>(
     let credit = T::to_array(credit, &cols.amounts)?;
     let rows = UInt32Array::from(event_row);
     let take = |a: &ArrayRef| -> PyResult<ArrayRef> { take_par(a, rows.values(), &rows) };
-    let event_id: ArrayRef = match &cols.event_id {
-        Some(e) => take(e)?,
-        None => Arc::new(Int64Array::from(
+    let offset = row_offset.unwrap_or(0) as i64;
+    let global_rows = || -> ArrayRef {
+        Arc::new(Int64Array::from(
             rows.values()
                 .par_iter()
-                .map(|&r| r as i64)
+                .map(|&r| r as i64 + offset)
                 .collect::<Vec<_>>(),
-        )),
+        ))
+    };
+    let event_id: ArrayRef = match &cols.event_id {
+        Some(e) => take(e)?,
+        None => global_rows(),
     };
     let amount = take(&cols.amounts.array())?;
+    let mut ledger_cols = vec![
+        ("event_id", event_id),
+        ("buyer_id", buyer_id),
+        ("beneficiary_id", beneficiary_id),
+        ("level", level),
+        ("amount", amount),
+        ("rate", rate),
+        ("credit", credit),
+    ];
+    if row_offset.is_some() {
+        // A distributed run orders and caps by (ts, global row) later.
+        let ts: Vec<i64> = match &cols.ts {
+            Some(t) => rows
+                .values()
+                .par_iter()
+                .map(|&r| t.ns[r as usize])
+                .collect(),
+            None => vec![0; rows.len()],
+        };
+        ledger_cols.push(("_row", global_rows()));
+        ledger_cols.push(("_ts", Arc::new(Int64Array::from(ts))));
+    }
     drop(rows);
-    let ledger = to_pyarrow(
-        py,
-        vec![
-            ("event_id", event_id),
-            ("buyer_id", buyer_id),
-            ("beneficiary_id", beneficiary_id),
-            ("level", level),
-            ("amount", amount),
-            ("rate", rate),
-            ("credit", credit),
-        ],
-    )?;
+    let ledger = to_pyarrow(py, ledger_cols)?;
     let mut tcols: Vec<(String, ArrayRef)> = vec![
         (
             "beneficiary_id".into(),
@@ -382,9 +416,87 @@ fn run<T: Face>(
     Ok((ledger, totals, stats.into_any().unbind(), issues))
 }
 
+/// The state of a distributed run (see `referralgraph.distributed`):
+/// `row_offset` (the batch's first global row), and optionally
+/// `first_purchase` (int64 per user index), `timeline` ((offsets, ts,
+/// prefix) per user index), `allowed` (bool per row), `skip_cap`.
+fn distributed_state<T: Face>(
+    d: &Bound<'_, PyDict>,
+    policy: &Policy<T>,
+) -> PyResult<(attr::Global<T>, u64)> {
+    let get = |k: &str| d.get_item(k);
+    let row_offset: u64 = get("row_offset")?.map_or(Ok(0), |v| v.extract())?;
+    let mut global = attr::Global::default();
+    if let Some(v) = get("first_purchase")? {
+        global.qualification = Some(attr::Qualification::FirstPurchase(v.extract()?));
+    }
+    if let Some(v) = get("timeline")? {
+        let t = v.cast::<PyTuple>()?;
+        let offsets: Vec<u32> = t.get_item(0)?.extract()?;
+        let ts: Vec<i64> = t.get_item(1)?.extract()?;
+        let mut prefix: Vec<T> = Vec::with_capacity(ts.len());
+        for x in t.get_item(2)?.try_iter()? {
+            prefix.push(T::from_py(&x?)?);
+        }
+        let Qualify::MinSpend(min) = policy.qualify else {
+            return Err(schema_err("a spend timeline needs a MinSpend policy"));
+        };
+        global.qualification = Some(attr::Qualification::Timeline {
+            offsets,
+            ts,
+            prefix,
+            min,
+        });
+    }
+    if let Some(v) = get("allowed")? {
+        global.allowed = Some(v.extract()?);
+    }
+    if let Some(v) = get("skip_cap")? {
+        global.skip_cap = v.extract()?;
+    }
+    Ok((global, row_offset))
+}
+
+/// Caps credits sorted by (beneficiary, ts, row); `beneficiary` are codes
+/// grouping consecutive rows. Returns (capped credits, credit cut off).
+#[pyfunction]
+pub fn cap_sorted<'py>(
+    py: Python<'py>,
+    beneficiary: Vec<i64>,
+    credit: &Bound<'py, PyAny>,
+    cap: &Bound<'py, PyAny>,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    if let (Ok(c), Ok(x)) = (credit.extract::<Vec<i64>>(), cap.extract::<i64>()) {
+        let (c, cut) = cap_run(py, &beneficiary, c, x)?;
+        return Ok((
+            c.into_pyobject(py)?.into_any(),
+            cut.into_pyobject(py)?.into_any(),
+        ));
+    }
+    let (c, x) = (credit.extract::<Vec<f64>>()?, cap.extract::<f64>()?);
+    let (c, cut) = cap_run(py, &beneficiary, c, x)?;
+    Ok((
+        c.into_pyobject(py)?.into_any(),
+        cut.into_pyobject(py)?.into_any(),
+    ))
+}
+
+fn cap_run<T: Face>(
+    py: Python<'_>,
+    b: &[i64],
+    mut credit: Vec<T>,
+    cap: T,
+) -> PyResult<(Vec<T>, T)> {
+    if b.len() != credit.len() {
+        return Err(schema_err("beneficiary and credit differ in length"));
+    }
+    let cut = enter_core(py, || attr::cap_sorted(b, &mut credit, cap))?;
+    Ok((credit, cut))
+}
+
 /// Attributes an events table over a graph; see `ReferralGraph.attribute`.
 #[pyfunction]
-#[pyo3(signature = (graph, events, policy, *, user_id, amount, ts, ts_required, event_id, event_id_required, on_invalid, progress=None))]
+#[pyo3(signature = (graph, events, policy, *, user_id, amount, ts, ts_required, event_id, event_id_required, on_invalid, progress=None, distributed=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn attribute(
     py: Python<'_>,
@@ -399,6 +511,7 @@ pub fn attribute(
     event_id_required: bool,
     on_invalid: &str,
     progress: Option<Py<PyAny>>,
+    distributed: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<Tables> {
     let mode = parse_on_invalid(on_invalid)?;
     let names = EventNames {
@@ -423,6 +536,7 @@ pub fn attribute(
                 policy,
                 mode,
                 progress,
+                distributed,
             )
         };
     }

@@ -26,6 +26,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(social::synthetic_social, m)?)?;
     m.add_function(wrap_pyfunction!(attribution::attribute, m)?)?;
     m.add_function(wrap_pyfunction!(attribution::session, m)?)?;
+    m.add_function(wrap_pyfunction!(attribution::cap_sorted, m)?)?;
     m.add_function(wrap_pyfunction!(program::reach, m)?)?;
     m.add_function(wrap_pyfunction!(program::scores, m)?)?;
     m.add_function(wrap_pyfunction!(program::pyramid, m)?)?;

@@ -12,6 +12,7 @@ __all__ = [
     "__version__",
     "_panic_for_test",
     "attribute",
+    "cap_sorted",
     "channels",
     "event_issues",
     "metrics",
@@ -108,7 +109,9 @@ def attribute(
     event_id_required: bool,
     on_invalid: str,
     progress: _ProgressFn | None = None,
+    distributed: dict[str, Any] | None = None,
 ) -> tuple[pa.Table, pa.Table, dict[str, Any], pa.Table]: ...
+def cap_sorted(beneficiary: Any, credit: Any, cap: Any) -> tuple[list[Any], Any]: ...
 def session(
     graph: ReferralGraph,
     policy: Any,

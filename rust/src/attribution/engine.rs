@@ -120,8 +120,23 @@ pub(crate) fn sum<T: Money>(a: T, b: T, what: &str) -> Result<T> {
     a.checked_add(b).ok_or_else(|| overflow(what))
 }
 
+/// State computed over all events of a distributed run (DESIGN.md
+/// "Beyond one machine"), so that one batch of events is attributed as it
+/// would be within the whole table.
+#[derive(Debug)]
+pub struct Global<T> {
+    /// Qualification from all events (instead of this batch's).
+    pub qualification: Option<Qualification<T>>,
+    /// Per row of the batch: among its buyer's first N creditable events
+    /// over all events (instead of first-N within the batch).
+    pub allowed: Option<Vec<bool>>,
+    /// Leave caps to a later pass over all of a beneficiary's credits.
+    pub skip_cap: bool,
+}
+
 /// Whether ancestor `a` is qualified at time `t`.
-pub(crate) enum Qualification<T> {
+#[derive(Debug)]
+pub enum Qualification<T> {
     Always,
     /// First time each user bought with a positive amount (`i64::MAX`: never).
     FirstPurchase(Vec<i64>),
@@ -137,7 +152,7 @@ pub(crate) enum Qualification<T> {
 impl<T: Money> Qualification<T> {
     /// Hints the cache about `a`'s qualification data.
     #[inline]
-    pub(crate) fn prefetch(&self, a: UserIx) {
+    pub fn prefetch(&self, a: UserIx) {
         match self {
             Qualification::Always => {}
             Qualification::FirstPurchase(first) => prefetch(&first[a as usize]),
@@ -146,7 +161,7 @@ impl<T: Money> Qualification<T> {
     }
 
     #[inline]
-    pub(crate) fn qualified(&self, a: UserIx, t: i64) -> bool {
+    pub fn qualified(&self, a: UserIx, t: i64) -> bool {
         match self {
             Qualification::Always => true,
             Qualification::FirstPurchase(first) => first[a as usize] <= t,
@@ -164,6 +179,43 @@ impl<T: Money> Qualification<T> {
                 let spent = if k == 0 { T::ZERO } else { prefix[lo + k - 1] };
                 spent >= *min
             }
+        }
+    }
+}
+
+impl<T> Default for Global<T> {
+    fn default() -> Self {
+        Global {
+            qualification: None,
+            allowed: None,
+            skip_cap: false,
+        }
+    }
+}
+
+impl<T> Global<T> {
+    fn check(&self, num_users: usize, rows: usize) -> Result<()> {
+        let bad = |what: &str| Err(Error::Schema(format!("distributed state: {what}")));
+        if self.allowed.as_ref().is_some_and(|a| a.len() != rows) {
+            return bad("the allowed-rows mask does not match the batch");
+        }
+        match &self.qualification {
+            Some(Qualification::FirstPurchase(v)) if v.len() != num_users => {
+                bad("first purchases do not match the graph's users")
+            }
+            Some(Qualification::Timeline {
+                offsets,
+                ts,
+                prefix,
+                ..
+            }) if offsets.len() != num_users + 1
+                || ts.len() != prefix.len()
+                || offsets.last().map(|&o| o as usize) != Some(ts.len())
+                || offsets.windows(2).any(|w| w[0] > w[1]) =>
+            {
+                bad("the spend timeline does not match the graph's users")
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -222,15 +274,35 @@ pub fn attribute_watched<T: Money>(
     mode: OnInvalid,
     progress: &Progress,
 ) -> Result<Attribution<T>> {
+    attribute_global(forest, ev, policy, mode, progress, Global::default())
+}
+
+/// [`attribute_watched`] with state from all events of a distributed run.
+/// Errors as [`attribute`], and `Schema` when the state's arrays do not
+/// match the graph or the batch.
+pub fn attribute_global<T: Money>(
+    forest: &Forest,
+    ev: &EventInput<'_, T>,
+    policy: &Policy<T>,
+    mode: OnInvalid,
+    progress: &Progress,
+    global: Global<T>,
+) -> Result<Attribution<T>> {
     check_inputs(forest, ev, policy)?;
+    global.check(forest.num_users(), ev.amount.len())?;
     progress.start(ev.amount.len() as u64);
     let (prep, issues) = prepare(forest, ev, mode)?;
-    let qual = qualification(forest, &prep, policy)?;
-    let (eligible, creditable) = limits::eligible(forest, &prep, policy);
+    let qual = match global.qualification {
+        Some(q) => q,
+        None => qualification(forest, &prep, policy)?,
+    };
+    let (eligible, creditable) = limits::eligible(forest, &prep, policy, global.allowed.as_deref());
     let (mut ledger, forfeited) = walk(forest, &prep, policy, &qual, &eligible, progress)?;
     let capped_off = match policy.cap_per_beneficiary {
-        Some(cap) => limits::apply_cap(forest.num_users(), prep.order(), &mut ledger, cap)?,
-        None => T::ZERO,
+        Some(cap) if !global.skip_cap => {
+            limits::apply_cap(forest.num_users(), prep.order(), &mut ledger, cap)?
+        }
+        _ => T::ZERO,
     };
     let totals = totals(forest, &ledger, policy.levels())?;
     // Per fixed chunk, then chunks in order: the same float sum on any

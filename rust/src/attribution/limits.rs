@@ -16,10 +16,13 @@ use crate::ids::NO_USER;
 
 /// Per event: does it earn credit? And how many events are creditable
 /// (known buyer with a referrer, inside the window), before first-N.
+/// `allowed` (a distributed run's global first-N) replaces first-N within
+/// these events.
 pub(crate) fn eligible<T: Money>(
     forest: &Forest,
     v: &Prepared<'_, T>,
     policy: &Policy<T>,
+    allowed: Option<&[bool]>,
 ) -> (Vec<bool>, u64) {
     let parent = forest.parent();
     let joined = forest.joined_at();
@@ -38,6 +41,13 @@ pub(crate) fn eligible<T: Money>(
         })
         .collect();
     let count = creditable.par_iter().filter(|&&c| c).count() as u64;
+    if let Some(a) = allowed {
+        let eligible = (0..creditable.len())
+            .into_par_iter()
+            .map(|r| creditable[r] && a[r])
+            .collect();
+        return (eligible, count);
+    }
     let Some(n) = policy.max_events_per_buyer else {
         return (creditable, count);
     };
@@ -52,6 +62,49 @@ pub(crate) fn eligible<T: Money>(
         }
     }
     (eligible, count)
+}
+
+/// One credit against a running total under a cap: what is paid (a
+/// positive credit up to the room left, a refund in full), with the
+/// running total and the cut-off total updated.
+#[inline]
+fn cap_step<T: Money>(running: &mut T, want: T, cap: T, cut: &mut T) -> Result<T> {
+    let pay = if want.is_positive() {
+        let room = cap.checked_sub(*running).unwrap_or(T::ZERO);
+        if want > room {
+            room
+        } else {
+            want
+        }
+    } else {
+        want
+    };
+    *running = sum(*running, pay, "a beneficiary's running total")?;
+    *cut = sum(
+        *cut,
+        want.checked_sub(pay).unwrap_or(T::ZERO),
+        "the capped-off total",
+    )?;
+    Ok(pay)
+}
+
+/// Caps credits already sorted by (beneficiary, ts, row): `beneficiary`
+/// groups consecutive rows. The second pass of a distributed run, after
+/// its ledgers are shuffled by beneficiary. Returns the credit cut off.
+pub fn cap_sorted<T: Money, K: PartialEq + Copy>(
+    beneficiary: &[K],
+    credit: &mut [T],
+    cap: T,
+) -> Result<T> {
+    let mut cut = T::ZERO;
+    let mut running = T::ZERO;
+    for i in 0..credit.len() {
+        if i > 0 && beneficiary[i] != beneficiary[i - 1] {
+            running = T::ZERO;
+        }
+        credit[i] = cap_step(&mut running, credit[i], cap, &mut cut)?;
+    }
+    Ok(cut)
 }
 
 /// Cuts credits so each beneficiary's running total, taken in event order,
@@ -100,22 +153,7 @@ pub(crate) fn apply_cap<T: Money>(
                 // SAFETY: row i belongs to exactly one range (its
                 // beneficiary's), so no other task reads or writes credit[i].
                 let want = unsafe { *credit.ptr().add(i) };
-                let pay = if want.is_positive() {
-                    let room = cap.checked_sub(running[b]).unwrap_or(T::ZERO);
-                    if want > room {
-                        room
-                    } else {
-                        want
-                    }
-                } else {
-                    want
-                };
-                running[b] = sum(running[b], pay, "a beneficiary's running total")?;
-                cut = sum(
-                    cut,
-                    want.checked_sub(pay).unwrap_or(T::ZERO),
-                    "the capped-off total",
-                )?;
+                let pay = cap_step(&mut running[b], want, cap, &mut cut)?;
                 // SAFETY: as above.
                 unsafe { *credit.ptr().add(i) = pay };
             }
@@ -127,4 +165,20 @@ pub(crate) fn apply_cap<T: Money>(
         cut = sum(cut, c?, "the capped-off total")?;
     }
     Ok(cut)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorted_runs_are_capped_per_beneficiary_with_refunds() {
+        // Beneficiary 7: 60 + 60 crosses 100 (40 paid), a refund of -30
+        // makes room, then 50 pays 30. Beneficiary 9 starts afresh.
+        let b = [7u32, 7, 7, 7, 9, 9];
+        let mut credit = [60i64, 60, -30, 50, 120, 10];
+        let cut = cap_sorted(&b, &mut credit, 100).unwrap();
+        assert_eq!(credit, [60, 40, -30, 30, 100, 0]);
+        assert_eq!(cut, 20 + 20 + 20 + 10);
+    }
 }

@@ -12,7 +12,11 @@ pub mod money;
 pub mod policy;
 pub mod session;
 
-pub use engine::{attribute, attribute_watched, Attribution, EventInput, Ledger, Stats, Totals};
+pub use engine::{
+    attribute, attribute_global, attribute_watched, Attribution, EventInput, Global, Ledger,
+    Qualification, Stats, Totals,
+};
+pub use limits::cap_sorted;
 pub use money::Money;
 pub use policy::{Policy, Qualify};
 pub use session::Session;
