@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Decimal128Type, Float64Type, Int64Type};
+use arrow_array::types::{Decimal128Type, Float64Type, Int64Type, UInt32Type};
 use arrow_array::{
     Array, ArrayRef, Decimal128Array, Float64Array, Int64Array, UInt32Array, UInt8Array,
 };
 use arrow_schema::DataType;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
-use pyo3_arrow::PyRecordBatchReader;
+use pyo3_arrow::{PyArray, PyRecordBatchReader};
 use rayon::prelude::*;
 use referralgraph_core::attribution::money::decimal_max;
 use referralgraph_core::attribution::{self as attr, Money, Policy, Qualify, Session};
@@ -77,13 +77,13 @@ impl Amounts {
 pub(crate) trait Face: Money + for<'py> FromPyObject<'py, 'py> {
     fn to_array(v: Vec<Self>, amounts: &Amounts) -> PyResult<ArrayRef>;
     fn to_py<'py>(self, py: Python<'py>, amounts_scale: i8) -> PyResult<Bound<'py, PyAny>>;
-    /// A Python number as this type (unscaled for decimals).
-    fn from_py(ob: &Bound<'_, PyAny>) -> PyResult<Self>;
+    /// An Arrow array of this amount type as values.
+    fn from_arrow(a: &ArrayRef) -> PyResult<Vec<Self>>;
 }
 
 impl Face for i64 {
-    fn from_py(ob: &Bound<'_, PyAny>) -> PyResult<Self> {
-        ob.extract()
+    fn from_arrow(a: &ArrayRef) -> PyResult<Vec<Self>> {
+        Ok(int64_values("amount", a, "amount")?.values().to_vec())
     }
     fn to_array(v: Vec<Self>, _: &Amounts) -> PyResult<ArrayRef> {
         Ok(Arc::new(Int64Array::from(v)))
@@ -94,8 +94,10 @@ impl Face for i64 {
 }
 
 impl Face for i128 {
-    fn from_py(ob: &Bound<'_, PyAny>) -> PyResult<Self> {
-        ob.extract()
+    fn from_arrow(a: &ArrayRef) -> PyResult<Vec<Self>> {
+        a.as_primitive_opt::<Decimal128Type>()
+            .map(|d| d.values().to_vec())
+            .ok_or_else(|| schema_err("expected a decimal128 array"))
     }
     fn to_array(v: Vec<Self>, amounts: &Amounts) -> PyResult<ArrayRef> {
         let Amounts::Dec(_, p, s) = amounts else {
@@ -122,8 +124,9 @@ impl Face for i128 {
 }
 
 impl Face for f64 {
-    fn from_py(ob: &Bound<'_, PyAny>) -> PyResult<Self> {
-        ob.extract()
+    fn from_arrow(a: &ArrayRef) -> PyResult<Vec<Self>> {
+        let f = arrow_cast::cast(a, &DataType::Float64).map_err(|e| schema_err(e.to_string()))?;
+        Ok(f.as_primitive::<Float64Type>().values().to_vec())
     }
     fn to_array(v: Vec<Self>, _: &Amounts) -> PyResult<ArrayRef> {
         Ok(Arc::new(Float64Array::from(v)))
@@ -428,16 +431,18 @@ fn distributed_state<T: Face>(
     let row_offset: u64 = get("row_offset")?.map_or(Ok(0), |v| v.extract())?;
     let mut global = attr::Global::default();
     if let Some(v) = get("first_purchase")? {
-        global.qualification = Some(attr::Qualification::FirstPurchase(v.extract()?));
+        global.qualification = Some(attr::Qualification::FirstPurchase(i64s(&v)?));
     }
     if let Some(v) = get("timeline")? {
         let t = v.cast::<PyTuple>()?;
-        let offsets: Vec<u32> = t.get_item(0)?.extract()?;
-        let ts: Vec<i64> = t.get_item(1)?.extract()?;
-        let mut prefix: Vec<T> = Vec::with_capacity(ts.len());
-        for x in t.get_item(2)?.try_iter()? {
-            prefix.push(T::from_py(&x?)?);
-        }
+        let offsets = arrow_of(&t.get_item(0)?)?;
+        let offsets: Vec<u32> = offsets
+            .as_primitive_opt::<UInt32Type>()
+            .ok_or_else(|| schema_err("timeline offsets must be uint32"))?
+            .values()
+            .to_vec();
+        let ts = i64s(&t.get_item(1)?)?;
+        let prefix = T::from_arrow(&arrow_of(&t.get_item(2)?)?)?;
         let Qualify::MinSpend(min) = policy.qualify else {
             return Err(schema_err("a spend timeline needs a MinSpend policy"));
         };
@@ -449,12 +454,29 @@ fn distributed_state<T: Face>(
         });
     }
     if let Some(v) = get("allowed")? {
-        global.allowed = Some(v.extract()?);
+        let a = arrow_of(&v)?;
+        let b = a
+            .as_boolean_opt()
+            .ok_or_else(|| schema_err("allowed must be a boolean array"))?;
+        global.allowed = Some(b.values().iter().collect());
     }
     if let Some(v) = get("skip_cap")? {
         global.skip_cap = v.extract()?;
     }
     Ok((global, row_offset))
+}
+
+/// An Arrow array from any object with `__arrow_c_array__`.
+fn arrow_of(ob: &Bound<'_, PyAny>) -> PyResult<ArrayRef> {
+    Ok(ob.extract::<PyArray>()?.array().clone())
+}
+
+fn i64s(ob: &Bound<'_, PyAny>) -> PyResult<Vec<i64>> {
+    let a = arrow_of(ob)?;
+    Ok(a.as_primitive_opt::<Int64Type>()
+        .ok_or_else(|| schema_err("expected an int64 array"))?
+        .values()
+        .to_vec())
 }
 
 /// Caps credits sorted by (beneficiary, ts, row); `beneficiary` are codes

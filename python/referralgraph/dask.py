@@ -60,15 +60,17 @@ class DaskAttribution:
         return ledger.reset_index(drop=True), totals.reset_index(drop=True), out
 
 
-def _graph_ref(graph: ReferralGraph) -> Any:
+def _shared(obj: Any) -> Any:
+    """``obj`` sent to every worker once (scattered with a distributed
+    client; one shared key of the task graph otherwise)."""
     try:
         from distributed import get_client
 
-        return get_client().scatter(graph, broadcast=True, hash=False)
+        return get_client().scatter(obj, broadcast=True, hash=False)
     except (ImportError, ValueError):
         from dask.delayed import delayed
 
-        return delayed(graph, pure=True)
+        return delayed(obj, pure=True)
 
 
 def _table(frame: pd.DataFrame) -> pa.Table:
@@ -141,7 +143,7 @@ def attribute(
     has_ts = ts is not None and ts in events.columns
     ts_col = ts if has_ts else None
     names = {"user_id": user_id, "amount": amount, "ts": ts_col, "event_id": event_id}
-    g = _graph_ref(graph)
+    g = _shared(graph)
 
     # Global rows.
     lengths = events.map_partitions(len).compute()
@@ -212,8 +214,11 @@ def attribute(
         lo, hi = int(offsets[i]), int(offsets[i]) + int(lengths.iloc[i])
         return allowed_rows[np.searchsorted(allowed_rows, lo) : np.searchsorted(allowed_rows, hi)]
 
+    shared_state = _shared(state)
     runs = [
-        delayed(_run_part, nout=2)(part, g, policy, int(offsets[i]), state, allowed_for(i), names)
+        delayed(_run_part, nout=2)(
+            part, g, policy, int(offsets[i]), shared_state, allowed_for(i), names
+        )
         for i, part in enumerate(events.to_delayed())
     ]
     meta = _run_part(events._meta, graph, policy, 0, None, None, names)[0]

@@ -68,7 +68,7 @@ class GlobalState:
     #: Per user index: first positive purchase time in ns (NEVER: none).
     first_purchase: np.ndarray | None = None
     #: Per user index: (offsets uint32[n + 1], ts int64[], running spend[]).
-    timeline: tuple[np.ndarray, np.ndarray, list[Any]] | None = None
+    timeline: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 def users_table(graph: ReferralGraph) -> pd.DataFrame:
@@ -141,14 +141,16 @@ def spend_flips(rows: pd.DataFrame, x: Any) -> pd.DataFrame:
     return g.loc[q != before, ["user", "ts", "spend"]]
 
 
-def timeline(graph: ReferralGraph, flips: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[Any]]:
+def timeline(
+    graph: ReferralGraph, flips: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`spend_flips` rows as per-user-index arrays for the engine."""
     ix = graph.index_of(pa.array(flips["user"]))
     f = flips.assign(ix=np.asarray(ix.fill_null(0)).astype(np.int64))[np.asarray(ix.is_valid())]
     f = f.sort_values(["ix", "ts"], kind="stable")
     counts = np.bincount(f["ix"].to_numpy(), minlength=graph.num_users)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.uint32)
-    return offsets, f["ts"].to_numpy(np.int64), f["spend"].tolist()
+    return offsets, f["ts"].to_numpy(np.int64), f["spend"].to_numpy()
 
 
 def attribute_batch(
@@ -172,12 +174,12 @@ def attribute_batch(
 
     dist: dict[str, Any] = {"row_offset": row_offset, "skip_cap": True}
     if state is not None and state.first_purchase is not None:
-        dist["first_purchase"] = state.first_purchase.tolist()
+        dist["first_purchase"] = pa.array(state.first_purchase)
     if state is not None and state.timeline is not None:
         o, t, s = state.timeline
-        dist["timeline"] = (o.tolist(), t.tolist(), s)
+        dist["timeline"] = (pa.array(o), pa.array(t), pa.array(s))
     if allowed is not None:
-        dist["allowed"] = allowed.tolist()
+        dist["allowed"] = pa.array(allowed)
     has_ts = ts is not None and ts in batch.column_names
     has_id = event_id is not None and event_id in batch.column_names
     args = _event_args(user_id, amount, ts if has_ts else None, event_id if has_id else None)
@@ -193,7 +195,7 @@ def cap_sorted(frame: pd.DataFrame, cap: Any) -> pd.DataFrame:
     ``_want`` (the credit before the cap)."""
     f = frame.sort_values(["beneficiary_id", "_ts", "_row"], kind="stable")
     codes, _ = pd.factorize(f["beneficiary_id"])
-    paid, _cut = _core.cap_sorted(codes.tolist(), f["credit"].tolist(), cap)
+    paid, _cut = _core.cap_sorted(codes.tolist(), f["credit"].tolist(), cap)  # O(rows) lists
     return f.assign(_want=f["credit"], credit=np.asarray(paid, dtype=f["credit"].dtype))
 
 
