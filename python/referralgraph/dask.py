@@ -73,6 +73,19 @@ def _shared(obj: Any) -> Any:
         return delayed(obj, pure=True)
 
 
+def _each(items: list[Any]) -> list[Any]:
+    """One piece per partition, each sent only where its task runs
+    (scattered with a distributed client, keys of the task graph otherwise)."""
+    try:
+        from distributed import get_client
+
+        return list(get_client().scatter(items, hash=False))
+    except (ImportError, ValueError):
+        from dask.delayed import delayed
+
+        return [delayed(x, pure=True) for x in items]
+
+
 def _table(frame: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(frame, preserve_index=False)
 
@@ -215,9 +228,14 @@ def attribute(
         return allowed_rows[np.searchsorted(allowed_rows, lo) : np.searchsorted(allowed_rows, hi)]
 
     shared_state = _shared(state)
+    allowed = (
+        [None] * len(offsets)
+        if allowed_rows is None
+        else _each([allowed_for(i) for i in range(len(offsets))])
+    )
     runs = [
         delayed(_run_part, nout=2)(
-            part, g, policy, int(offsets[i]), shared_state, allowed_for(i), names
+            part, g, policy, int(offsets[i]), shared_state, allowed[i], names
         )
         for i, part in enumerate(events.to_delayed())
     ]
@@ -237,17 +255,13 @@ def attribute(
         updates = changed.compute().sort_values(["_row", "level"], kind="stable")
         cut = (updates["_want"] - updates["credit"]).sum()
         rows = updates["_row"].to_numpy()
-        parts = [
-            delayed(_apply_caps)(
-                part,
-                updates.iloc[
-                    np.searchsorted(rows, offsets[i]) : np.searchsorted(
-                        rows, offsets[i] + int(lengths.iloc[i])
-                    )
-                ],
-            )
-            for i, part in enumerate(parts)
-        ]
+
+        def slice_for(i: int) -> pd.DataFrame:
+            lo, hi = int(offsets[i]), int(offsets[i]) + int(lengths.iloc[i])
+            return updates.iloc[np.searchsorted(rows, lo) : np.searchsorted(rows, hi)]
+
+        pieces = _each([slice_for(i) for i in range(len(parts))])
+        parts = [delayed(_apply_caps)(part, pieces[i]) for i, part in enumerate(parts)]
         stats = delayed(_with_cap)(stats, cut.item() if hasattr(cut, "item") else cut)
     ledger = dd.from_delayed(parts, meta=meta, verify_meta=False).drop(columns=["_row", "_ts"])
     totals = _totals(ledger, policy.levels)
