@@ -56,6 +56,14 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _short(v: float) -> str:
+    """1200 -> 1.2k, 3e6 -> 3M: axis labels."""
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(v) >= div:
+            return f"{v / div:.3g}{unit}"
+    return f"{v:.3g}"
+
+
 def _table(id_: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join(
@@ -71,7 +79,7 @@ def _bars(
     id_: str, title: str, labels: Sequence[str], values: Sequence[float], *, log: bool = False
 ) -> str:
     """A vertical bar chart as SVG; ``log`` uses a log10 scale."""
-    w, h, pad = 520, 240, 40
+    w, h, pad = 540, 240, 56
     n = max(len(values), 1)
     vals = [float(v) for v in values]
     scale = [math.log10(v + 1) if log else v for v in vals]
@@ -92,6 +100,19 @@ def _bars(
                 f"{html.escape(lab)}</text>"
             )
     axis = f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="#999"/>'
+    # Value ticks: decades on a log scale, quarters of the top otherwise.
+    ticks = (
+        [10**d for d in range(int(top) + 1)]
+        if log
+        else [max(vals, default=0) * q / 4 for q in (1, 2, 3, 4)]
+    )
+    for tv in ticks:
+        sv = math.log10(tv + 1) if log else tv
+        ty = h - pad - sv / top * (h - 2 * pad)
+        axis += (
+            f'<line x1="{pad - 3}" y1="{ty:.1f}" x2="{w - pad}" y2="{ty:.1f}" stroke="#eee"/>'
+            f'<text x="{pad - 5}" y="{ty + 3:.1f}" text-anchor="end">{_short(tv)}</text>'
+        )
     note = " (log scale)" if log else ""
     return (
         f'<figure id="{id_}"><figcaption>{html.escape(title)}{note}</figcaption>'
@@ -102,7 +123,7 @@ def _bars(
 
 def _loglog(id_: str, title: str, xs: Sequence[int], ys: Sequence[int]) -> str:
     """Points on log-log axes (x: a count, y: users with that count)."""
-    w, h, pad = 520, 240, 40
+    w, h, pad = 540, 240, 56
     lx = [math.log10(x) for x in xs]
     ly = [math.log10(y) for y in ys]
     x1, y1 = max([*lx, 1.0]), max([*ly, 1.0])
@@ -112,10 +133,19 @@ def _loglog(id_: str, title: str, xs: Sequence[int], ys: Sequence[int]) -> str:
         f'data-x="{x}" data-value="{y}"><title>{x:,}: {y:,} users</title></circle>'
         for a, b, x, y in zip(lx, ly, xs, ys, strict=True)
     )
-    axes = (
+    axes = "".join(
+        f'<text x="{pad + d / x1 * (w - 2 * pad):.1f}" y="{h - pad + 12}" text-anchor="middle">'
+        f"{_short(10**d)}</text>"
+        for d in range(int(x1) + 1)
+    ) + "".join(
+        f'<text x="{pad - 5}" y="{h - pad - d / y1 * (h - 2 * pad) + 3:.1f}" text-anchor="end">'
+        f"{_short(10**d)}</text>"
+        for d in range(int(y1) + 1)
+    )
+    axes += (
         f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="#999"/>'
         f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{h - pad}" stroke="#999"/>'
-        f'<text x="{w - pad}" y="{h - pad + 14}" text-anchor="end">descendants (log)</text>'
+        f'<text x="{w - pad}" y="{h - pad + 26}" text-anchor="end">descendants (log)</text>'
         f'<text x="{pad + 4}" y="{pad - 6}">users (log)</text>'
     )
     return (
