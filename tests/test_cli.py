@@ -141,6 +141,7 @@ def test_on_invalid_drop_writes_the_issues_next_to_the_output(files, tmp_path):
     issues = pq.read_table(tmp_path / "ledger.issues.parquet")
     assert issues.column("row").to_pylist() == [3]
     assert issues.column("kind").to_pylist() == ["null_amount"]
+    assert issues.column("table").to_pylist() == ["events"]
 
 
 def test_reach_scores_match_the_api(files, api, tmp_path):

@@ -274,8 +274,7 @@ def attribute(
         result = g.attribute(ev, pol, on_invalid=mode, progress=progress)
     _write(result.ledger, out, "ledger")
     _write(result.totals, totals or io.sibling(out, "totals"), "totals")
-    issues = result.issues if g.issues.num_rows == 0 else _concat_issues(g.issues, result.issues)
-    _write_issues(issues, out)
+    _write_issues(_concat_issues(g.issues, result.issues), out)
     s = result.stats
     _echo(
         f"events {s['events']:,}, creditable {s['creditable_events']:,}, unknown buyers "
@@ -286,6 +285,8 @@ def attribute(
 
 
 def _concat_issues(a: Any, b: Any) -> Any:
+    """Rows left out of the referrals and of the events, in one table with
+    a ``table`` column saying which."""
     import pyarrow as pa
 
     return pa.concat_tables(
