@@ -291,8 +291,8 @@ def _concat_issues(a: Any, b: Any) -> Any:
 
     return pa.concat_tables(
         [
-            a.append_column("table", pa.array(["referrals"] * a.num_rows)),
-            b.append_column("table", pa.array(["events"] * b.num_rows)),
+            a.append_column("table", pa.array(["referrals"] * a.num_rows, pa.string())),
+            b.append_column("table", pa.array(["events"] * b.num_rows, pa.string())),
         ]
     )
 
