@@ -562,8 +562,57 @@ fn qualification<T: Money>(
     })
 }
 
+/// Where a chain walk writes its ledger rows.
+trait Sink<T> {
+    fn push(&mut self, row: u32, buyer: UserIx, beneficiary: UserIx, level: u8, credit: T);
+}
+
+impl<T> Sink<T> for Ledger<T> {
+    #[inline]
+    fn push(&mut self, row: u32, buyer: UserIx, beneficiary: UserIx, level: u8, credit: T) {
+        self.event_row.push(row);
+        self.buyer.push(buyer);
+        self.beneficiary.push(beneficiary);
+        self.level.push(level);
+        self.credit.push(credit);
+    }
+}
+
+/// Rows written in place into the final ledger columns, slots `at..end`.
+struct Slots<T> {
+    event_row: SharedMut<u32>,
+    buyer: SharedMut<UserIx>,
+    beneficiary: SharedMut<UserIx>,
+    level: SharedMut<u8>,
+    credit: SharedMut<T>,
+    at: usize,
+    end: usize,
+}
+
+impl<T> Sink<T> for Slots<T> {
+    #[inline]
+    fn push(&mut self, row: u32, buyer: UserIx, beneficiary: UserIx, level: u8, credit: T) {
+        // A wrong row count would be a bug; never write outside our slots.
+        assert!(self.at < self.end, "ledger slots overflow");
+        // SAFETY: `at < end`, and slots `at..end` of every column belong to
+        // this chunk alone and lie within the columns' capacity.
+        unsafe {
+            *self.event_row.ptr().add(self.at) = row;
+            *self.buyer.ptr().add(self.at) = buyer;
+            *self.beneficiary.ptr().add(self.at) = beneficiary;
+            *self.level.ptr().add(self.at) = level;
+            *self.credit.ptr().add(self.at) = credit;
+        }
+        self.at += 1;
+    }
+}
+
 /// Walks the chain of every eligible event; returns the ledger (before
-/// caps) and the forfeited credit.
+/// caps) and the forfeited credit. Chunks of input rows run in parallel.
+/// When every ancestor qualifies, an event pays exactly min(levels, depth
+/// of its buyer) rows, so chunks count their rows first and write straight
+/// into the final columns; otherwise each chunk fills its own ledger and
+/// the chunks are concatenated in order.
 fn walk<T: Money>(
     forest: &Forest,
     prep: &Prepared<'_, T>,
@@ -573,70 +622,82 @@ fn walk<T: Money>(
     progress: &Progress,
 ) -> Result<(Ledger<T>, T)> {
     let m = prep.ev.amount.len();
-    let parent = forest.parent();
     let levels = policy.levels();
-    let chunks: Vec<Result<(Ledger<T>, T)>> = (0..m.div_ceil(CHUNK))
+    let nchunks = m.div_ceil(CHUNK);
+    let rows_of = |c: usize| -> Vec<usize> {
+        (c * CHUNK..((c + 1) * CHUNK).min(m))
+            .filter(|&r| eligible[r])
+            .collect()
+    };
+    let advance = |c: usize| progress.advance((((c + 1) * CHUNK).min(m) - c * CHUNK) as u64);
+    if matches!(qual, Qualification::Always) {
+        let depth = forest.depth();
+        let counts: Vec<usize> = (0..nchunks)
+            .into_par_iter()
+            .map(|c| {
+                rows_of(c)
+                    .iter()
+                    .map(|&r| levels.min(depth[prep.buyer[r] as usize] as usize))
+                    .sum()
+            })
+            .collect();
+        let mut at = vec![0usize; nchunks + 1];
+        for c in 0..nchunks {
+            at[c + 1] = at[c] + counts[c];
+        }
+        let total = at[nchunks];
+        let mut ledger = Ledger {
+            event_row: Vec::with_capacity(total),
+            buyer: Vec::with_capacity(total),
+            beneficiary: Vec::with_capacity(total),
+            level: Vec::with_capacity(total),
+            credit: Vec::with_capacity(total),
+        };
+        let cols = (
+            SharedMut(ledger.event_row.as_mut_ptr()),
+            SharedMut(ledger.buyer.as_mut_ptr()),
+            SharedMut(ledger.beneficiary.as_mut_ptr()),
+            SharedMut(ledger.level.as_mut_ptr()),
+            SharedMut(ledger.credit.as_mut_ptr()),
+        );
+        let slots = |c: usize| Slots {
+            event_row: cols.0,
+            buyer: cols.1,
+            beneficiary: cols.2,
+            level: cols.3,
+            credit: cols.4,
+            at: at[c],
+            end: at[c + 1],
+        };
+        let filled: Vec<Result<bool>> = (0..nchunks)
+            .into_par_iter()
+            .map(|c| {
+                advance(c)?;
+                let mut out = slots(c);
+                walk_rows(forest, prep, policy, qual, &rows_of(c), &mut out)?;
+                Ok(out.at == out.end)
+            })
+            .collect();
+        for f in filled {
+            assert!(f?, "ledger slots left unwritten");
+        }
+        // SAFETY: every chunk wrote each of its slots exactly once (checked
+        // above), and the slots of all chunks cover 0..total.
+        unsafe {
+            ledger.event_row.set_len(total);
+            ledger.buyer.set_len(total);
+            ledger.beneficiary.set_len(total);
+            ledger.level.set_len(total);
+            ledger.credit.set_len(total);
+        }
+        return Ok((ledger, T::ZERO));
+    }
+    let chunks: Vec<Result<(Ledger<T>, T)>> = (0..nchunks)
         .into_par_iter()
         .map(|c| {
+            advance(c)?;
             let mut out = Ledger::default();
-            let mut forfeited = T::ZERO;
-            progress.advance((((c + 1) * CHUNK).min(m) - c * CHUNK) as u64)?;
-            let rows: Vec<usize> = (c * CHUNK..((c + 1) * CHUNK).min(m))
-                .filter(|&r| eligible[r])
-                .collect();
-            // Walking a chain is a series of dependent cache misses; walk a
-            // group of events level by level instead, prefetching every
-            // event's next parent, so their misses overlap.
-            let depth = levels.min(PREFETCH_LEVELS);
-            let mut anc = [[NO_USER; PREFETCH_LEVELS]; GROUP];
-            for group in rows.chunks(GROUP) {
-                for (i, &r) in group.iter().enumerate() {
-                    prefetch(&parent[prep.buyer[r] as usize]);
-                    anc[i][0] = prep.buyer[r];
-                }
-                for k in 0..depth {
-                    for (i, _) in group.iter().enumerate() {
-                        let below = if k == 0 { anc[i][0] } else { anc[i][k - 1] };
-                        let a = if below == NO_USER {
-                            NO_USER
-                        } else {
-                            parent[below as usize]
-                        };
-                        anc[i][k] = a;
-                        if a != NO_USER {
-                            prefetch(&parent[a as usize]);
-                            qual.prefetch(a);
-                        }
-                    }
-                }
-                for (i, &r) in group.iter().enumerate() {
-                    let b = prep.buyer[r];
-                    let (t, amount) = (prep.ts(r), prep.ev.amount[r]);
-                    let mut level = 0usize;
-                    let mut hop = 0usize;
-                    let mut a = anc[i][0];
-                    while a != NO_USER && level < levels {
-                        let credit = amount.credit(policy.ppm[level]);
-                        if qual.qualified(a, t) {
-                            out.event_row.push(r as u32);
-                            out.buyer.push(b);
-                            out.beneficiary.push(a);
-                            out.level.push(level as u8 + 1);
-                            out.credit.push(credit);
-                            level += 1;
-                        } else if !policy.compression {
-                            forfeited = sum(forfeited, credit, "the forfeited total")?;
-                            level += 1;
-                        }
-                        hop += 1;
-                        a = if hop < depth {
-                            anc[i][hop]
-                        } else {
-                            parent[a as usize]
-                        };
-                    }
-                }
-            }
+            let forfeited = walk_rows(forest, prep, policy, qual, &rows_of(c), &mut out)?;
             Ok((out, forfeited))
         })
         .collect();
@@ -653,6 +714,71 @@ fn walk<T: Money>(
         credit: concat_par(&chunks, |l| &l.credit),
     };
     Ok((ledger, forfeited))
+}
+
+/// Walks the chains of `rows` (eligible events, in row order) into `out`;
+/// returns the credit forfeited by unqualified ancestors.
+fn walk_rows<T: Money, S: Sink<T>>(
+    forest: &Forest,
+    prep: &Prepared<'_, T>,
+    policy: &Policy<T>,
+    qual: &Qualification<T>,
+    rows: &[usize],
+    out: &mut S,
+) -> Result<T> {
+    let parent = forest.parent();
+    let levels = policy.levels();
+    let mut forfeited = T::ZERO;
+    // Walking a chain is a series of dependent cache misses; walk a
+    // group of events level by level instead, prefetching every
+    // event's next parent, so their misses overlap.
+    let depth = levels.min(PREFETCH_LEVELS);
+    let mut anc = [[NO_USER; PREFETCH_LEVELS]; GROUP];
+    for group in rows.chunks(GROUP) {
+        for (i, &r) in group.iter().enumerate() {
+            prefetch(&parent[prep.buyer[r] as usize]);
+            anc[i][0] = prep.buyer[r];
+        }
+        for k in 0..depth {
+            for (i, _) in group.iter().enumerate() {
+                let below = if k == 0 { anc[i][0] } else { anc[i][k - 1] };
+                let a = if below == NO_USER {
+                    NO_USER
+                } else {
+                    parent[below as usize]
+                };
+                anc[i][k] = a;
+                if a != NO_USER {
+                    prefetch(&parent[a as usize]);
+                    qual.prefetch(a);
+                }
+            }
+        }
+        for (i, &r) in group.iter().enumerate() {
+            let b = prep.buyer[r];
+            let (t, amount) = (prep.ts(r), prep.ev.amount[r]);
+            let mut level = 0usize;
+            let mut hop = 0usize;
+            let mut a = anc[i][0];
+            while a != NO_USER && level < levels {
+                let credit = amount.credit(policy.ppm[level]);
+                if qual.qualified(a, t) {
+                    out.push(r as u32, b, a, level as u8 + 1, credit);
+                    level += 1;
+                } else if !policy.compression {
+                    forfeited = sum(forfeited, credit, "the forfeited total")?;
+                    level += 1;
+                }
+                hop += 1;
+                a = if hop < depth {
+                    anc[i][hop]
+                } else {
+                    parent[a as usize]
+                };
+            }
+        }
+    }
+    Ok(forfeited)
 }
 
 /// Beneficiaries are split into at most this many ranges of consecutive
