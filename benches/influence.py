@@ -29,7 +29,6 @@ import argparse
 import math
 import sys
 import time
-from array import array
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +39,7 @@ import referralgraph as rg
 from _util import median_time, peak_during
 from referralgraph.social import degree_heuristics
 from referralgraph.testing.datasets import edge_list
+from referralgraph.testing.peers import cynetdiff_model
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -116,22 +116,6 @@ def bench_hll(n: int, precision: int, repeats: int, out: list[str]) -> None:
         f"mean {np.mean(rel):+.4f}; expected about 1.04 / sqrt(2^{precision}) = "
         f"{1.04 / math.sqrt(2**precision):.4f}.\n"
     )
-
-
-def cynetdiff_model(sg: rg.SocialGraph, model: str):
-    from cynetdiff.models import IndependentCascadeModel, LinearThresholdModel
-
-    ids = sg.user_ids().to_pylist()
-    index = {v: i for i, v in enumerate(ids)}
-    e = sg.edges()
-    src = np.array([index[x] for x in e.column("src").to_pylist()], dtype=np.int64)
-    dst = np.array([index[x] for x in e.column("dst").to_pylist()], dtype=np.uint32)
-    starts = np.searchsorted(src, np.arange(len(ids))).astype(np.uint32)
-    p = np.asarray(e.column("p"), dtype=np.float32)
-    a, b, w = array("I", starts.tobytes()), array("I", dst.tobytes()), array("f", p.tobytes())
-    if model == "ic":
-        return IndependentCascadeModel(a, b, activation_probs=w, rng=1), index
-    return LinearThresholdModel(a, b, influence=w, rng=1), index
 
 
 def bench_spread(sims: int, repeats: int, out: list[str]) -> None:

@@ -472,35 +472,44 @@ fn arrow_of(ob: &Bound<'_, PyAny>) -> PyResult<ArrayRef> {
 }
 
 fn i64s(ob: &Bound<'_, PyAny>) -> PyResult<Vec<i64>> {
-    let a = arrow_of(ob)?;
+    i64s_of(&arrow_of(ob)?)
+}
+
+fn i64s_of(a: &ArrayRef) -> PyResult<Vec<i64>> {
     Ok(a.as_primitive_opt::<Int64Type>()
         .ok_or_else(|| schema_err("expected an int64 array"))?
         .values()
         .to_vec())
 }
 
-/// Caps credits sorted by (beneficiary, ts, row); `beneficiary` are codes
-/// grouping consecutive rows. Returns (capped credits, credit cut off).
+/// Caps credits sorted by (beneficiary, ts, row); `beneficiary` (int64
+/// codes) groups consecutive rows, `credit` is int64 or float64, both
+/// Arrow arrays. Returns (capped credits as an Arrow array of the same
+/// type, credit cut off).
 #[pyfunction]
 pub fn cap_sorted<'py>(
     py: Python<'py>,
-    beneficiary: Vec<i64>,
-    credit: &Bound<'py, PyAny>,
+    beneficiary: PyArray,
+    credit: PyArray,
     cap: &Bound<'py, PyAny>,
-) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-    if let (Ok(c), Ok(x)) = (credit.extract::<Vec<i64>>(), cap.extract::<i64>()) {
-        let (c, cut) = cap_run(py, &beneficiary, c, x)?;
-        return Ok((
-            c.into_pyobject(py)?.into_any(),
+) -> PyResult<(Py<PyAny>, Bound<'py, PyAny>)> {
+    let b = i64s_of(beneficiary.array())?;
+    let credit = credit.array();
+    let (capped, cut): (ArrayRef, Bound<'py, PyAny>) = if credit.data_type().is_integer() {
+        let (c, cut) = cap_run(py, &b, i64::from_arrow(credit)?, cap.extract::<i64>()?)?;
+        (
+            Arc::new(Int64Array::from(c)),
             cut.into_pyobject(py)?.into_any(),
-        ));
-    }
-    let (c, x) = (credit.extract::<Vec<f64>>()?, cap.extract::<f64>()?);
-    let (c, cut) = cap_run(py, &beneficiary, c, x)?;
-    Ok((
-        c.into_pyobject(py)?.into_any(),
-        cut.into_pyobject(py)?.into_any(),
-    ))
+        )
+    } else {
+        let (c, cut) = cap_run(py, &b, f64::from_arrow(credit)?, cap.extract::<f64>()?)?;
+        (
+            Arc::new(Float64Array::from(c)),
+            cut.into_pyobject(py)?.into_any(),
+        )
+    };
+    let out = PyArray::from_array_ref(capped).to_pyarrow(py)?.unbind();
+    Ok((out, cut))
 }
 
 fn cap_run<T: Face>(

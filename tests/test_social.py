@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from array import array
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from referralgraph.social import degree_heuristics
 from referralgraph.testing.datasets import edge_list
+from referralgraph.testing.peers import cynetdiff_model
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 NETHEPT = DATA / "nethept_wc.txt"
@@ -220,34 +220,6 @@ def test_max_hops_cuts_cascades():
     # With p = 0.5, one hop from the hub: 1 + 10 * 0.5.
     half = sg_of(edges, p=0.5).spread([0], simulations=100_000, max_hops=1, seed=2)
     assert abs(half.mean - 6.0) < 4 * half.stderr
-
-
-def cynetdiff_model(sg: rg.SocialGraph, model: str, seed: int):
-    """The same graph and probabilities as a cynetdiff model (CSR over our indices)."""
-    from cynetdiff.models import IndependentCascadeModel, LinearThresholdModel
-
-    ids = sg.user_ids().to_pylist()
-    index = {v: i for i, v in enumerate(ids)}
-    e = sg.edges()
-    src = np.array([index[x] for x in e.column("src").to_pylist()], dtype=np.int64)
-    dst = np.array([index[x] for x in e.column("dst").to_pylist()], dtype=np.uint32)
-    starts = np.searchsorted(src, np.arange(len(ids))).astype(np.uint32)
-    p = np.array(e.column("p"), dtype=np.float32)
-    if model == "ic":
-        m = IndependentCascadeModel(
-            array("I", starts.tobytes()),
-            array("I", dst.tobytes()),
-            activation_probs=array("f", p.tobytes()),
-            rng=seed,
-        )
-    else:
-        m = LinearThresholdModel(
-            array("I", starts.tobytes()),
-            array("I", dst.tobytes()),
-            influence=array("f", p.tobytes()),
-            rng=seed,
-        )
-    return m, index
 
 
 @needs_data

@@ -195,8 +195,10 @@ def cap_sorted(frame: pd.DataFrame, cap: Any) -> pd.DataFrame:
     ``_want`` (the credit before the cap)."""
     f = frame.sort_values(["beneficiary_id", "_ts", "_row"], kind="stable")
     codes, _ = pd.factorize(f["beneficiary_id"])
-    paid, _cut = _core.cap_sorted(codes.tolist(), f["credit"].tolist(), cap)  # O(rows) lists
-    return f.assign(_want=f["credit"], credit=np.asarray(paid, dtype=f["credit"].dtype))
+    paid, _cut = _core.cap_sorted(
+        pa.array(codes.astype(np.int64)), pa.array(f["credit"].to_numpy()), cap
+    )
+    return f.assign(_want=f["credit"], credit=paid.to_numpy())
 
 
 def engine_cap(policy: Policy, amount_kind: str) -> Any:

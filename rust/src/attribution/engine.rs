@@ -262,22 +262,19 @@ pub fn attribute<T: Money>(
     policy: &Policy<T>,
     mode: OnInvalid,
 ) -> Result<Attribution<T>> {
-    attribute_watched(forest, ev, policy, mode, &Progress::new())
+    attribute_global(
+        forest,
+        ev,
+        policy,
+        mode,
+        &Progress::new(),
+        Global::default(),
+    )
 }
 
-/// [`attribute`], reporting events walked to `progress` and stopping with
-/// `Interrupted` once it is cancelled.
-pub fn attribute_watched<T: Money>(
-    forest: &Forest,
-    ev: &EventInput<'_, T>,
-    policy: &Policy<T>,
-    mode: OnInvalid,
-    progress: &Progress,
-) -> Result<Attribution<T>> {
-    attribute_global(forest, ev, policy, mode, progress, Global::default())
-}
-
-/// [`attribute_watched`] with state from all events of a distributed run.
+/// [`attribute`], reporting events walked to `progress` (stopping with
+/// `Interrupted` once it is cancelled), with `global` state from all
+/// events of a distributed run (`Global::default()` for a whole table).
 /// Errors as [`attribute`], and `Schema` when the state's arrays do not
 /// match the graph or the batch.
 pub fn attribute_global<T: Money>(
@@ -624,20 +621,16 @@ fn walk<T: Money>(
     let m = prep.ev.amount.len();
     let levels = policy.levels();
     let nchunks = m.div_ceil(CHUNK);
-    let rows_of = |c: usize| -> Vec<usize> {
-        (c * CHUNK..((c + 1) * CHUNK).min(m))
-            .filter(|&r| eligible[r])
-            .collect()
-    };
+    let eligible_rows = |c: usize| (c * CHUNK..((c + 1) * CHUNK).min(m)).filter(|&r| eligible[r]);
+    let rows_of = |c: usize| -> Vec<usize> { eligible_rows(c).collect() };
     let advance = |c: usize| progress.advance((((c + 1) * CHUNK).min(m) - c * CHUNK) as u64);
     if matches!(qual, Qualification::Always) {
         let depth = forest.depth();
         let counts: Vec<usize> = (0..nchunks)
             .into_par_iter()
             .map(|c| {
-                rows_of(c)
-                    .iter()
-                    .map(|&r| levels.min(depth[prep.buyer[r] as usize] as usize))
+                eligible_rows(c)
+                    .map(|r| levels.min(depth[prep.buyer[r] as usize] as usize))
                     .sum()
             })
             .collect();

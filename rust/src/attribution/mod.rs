@@ -13,8 +13,8 @@ pub mod policy;
 pub mod session;
 
 pub use engine::{
-    attribute, attribute_global, attribute_watched, Attribution, EventInput, Global, Ledger,
-    Qualification, Stats, Totals,
+    attribute, attribute_global, Attribution, EventInput, Global, Ledger, Qualification, Stats,
+    Totals,
 };
 pub use limits::cap_sorted;
 pub use money::Money;
