@@ -28,6 +28,8 @@ fn main() {
     };
     for (name, q, cap) in [
         ("plain", Qualify::Always, None),
+        ("plain", Qualify::Always, None),
+        ("plain", Qualify::Always, None),
         ("full", Qualify::Purchased, Some(50_000i64)),
     ] {
         let p = Policy::new(

@@ -6,7 +6,7 @@
 
 use rayon::prelude::*;
 
-use crate::attribution::engine::SharedMut;
+use crate::attribution::ranges::SharedMut;
 use crate::forest::{assemble, Channels, Forest};
 use crate::ids::{IdValues, UserIx, NO_USER};
 

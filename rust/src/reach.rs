@@ -7,7 +7,7 @@
 
 use rayon::prelude::*;
 
-use crate::attribution::engine::SharedMut;
+use crate::attribution::ranges::SharedMut;
 use crate::bfs::Bfs;
 use crate::forest::Forest;
 use crate::ids::{prefetch, UserIx, NO_USER};

@@ -3,7 +3,8 @@
 
 use rayon::prelude::*;
 
-use crate::attribution::engine::{buyers, range_shift, rows_by_range, sum, EventInput};
+use crate::attribution::engine::{buyers, sum, EventInput};
+use crate::attribution::ranges::{rows_by_range, SharedMut, RANGES};
 use crate::attribution::Money;
 use crate::error::{Error, Issue, OnInvalid, Result};
 use crate::forest::Forest;
@@ -40,23 +41,26 @@ pub fn purchases<T: Money>(
 ) -> Result<Purchases<T>> {
     let (buyer, valid, issues) = buyers(forest, ev, mode)?;
     let n = forest.num_users();
-    let (offsets, rows) = rows_by_range(&buyer, n);
-    let width = 1usize << range_shift(n);
+    let (offsets, rows) = rows_by_range(&buyer);
     let mut orders = vec![0u32; n];
     let mut amount = vec![T::ZERO; n];
-    orders
-        .par_chunks_mut(width)
-        .zip(amount.par_chunks_mut(width))
-        .enumerate()
-        .try_for_each(|(t, (o, a))| -> Result<()> {
-            let base = t * width;
+    let (o, a) = (
+        SharedMut(orders.as_mut_ptr()),
+        SharedMut(amount.as_mut_ptr()),
+    );
+    (0..RANGES)
+        .into_par_iter()
+        .try_for_each(|t| -> Result<()> {
             for &r in &rows[offsets[t]..offsets[t + 1]] {
                 let r = r as usize;
-                let u = buyer[r] as usize - base;
+                let u = buyer[r] as usize;
                 let x = ev.amount[r];
+                // SAFETY: u is in range t, whose users only this task touches;
+                // u < n as a known buyer.
+                let (o, a) = unsafe { (&mut *o.ptr().add(u), &mut *a.ptr().add(u)) };
                 // Fewer than u32::MAX events per call: counts cannot wrap.
-                o[u] += x.is_positive() as u32;
-                a[u] = a[u].checked_add(x).ok_or_else(|| {
+                *o += x.is_positive() as u32;
+                *a = a.checked_add(x).ok_or_else(|| {
                     Error::Overflow(format!(
                         "the amount of user {} does not fit the amount type",
                         forest.ids().get(buyer[r])

@@ -23,6 +23,8 @@ use rayon::prelude::*;
 use super::limits;
 use super::money::Money;
 use super::policy::{Policy, Qualify};
+use super::ranges::SharedMut;
+use super::totals::{totals, Totals};
 use crate::error::{Error, Issue, IssueKind, OnInvalid, Result};
 use crate::forest::{lookup_par, Forest, NULL_TS};
 use crate::ids::{prefetch, IdSlice, UserIx, NO_USER};
@@ -81,16 +83,6 @@ impl<T> Ledger<T> {
     pub fn is_empty(&self) -> bool {
         self.event_row.is_empty()
     }
-}
-
-/// One row per beneficiary, by credit descending, ties by id.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Totals<T> {
-    pub beneficiary: Vec<UserIx>,
-    pub credit: Vec<T>,
-    pub events: Vec<u64>,
-    /// `by_level[k][i]`: beneficiary i's credit at level k + 1.
-    pub by_level: Vec<Vec<T>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -297,11 +289,17 @@ pub fn attribute_global<T: Money>(
     let (mut ledger, forfeited) = walk(forest, &prep, policy, &qual, &eligible, progress)?;
     let capped_off = match policy.cap_per_beneficiary {
         Some(cap) if !global.skip_cap => {
-            limits::apply_cap(forest.num_users(), prep.order(), &mut ledger, cap)?
+            limits::apply_cap(forest.num_users(), |r| prep.ts(r), &mut ledger, cap)?
         }
         _ => T::ZERO,
     };
-    let totals = totals(forest, &ledger, policy.levels())?;
+    let totals = totals(
+        forest,
+        &ledger.beneficiary,
+        &ledger.level,
+        &ledger.credit,
+        policy.levels(),
+    )?;
     // Per fixed chunk, then chunks in order: the same float sum on any
     // number of threads.
     let partial: Vec<Result<T>> = ledger
@@ -774,88 +772,6 @@ fn walk_rows<T: Money, S: Sink<T>>(
     Ok(forfeited)
 }
 
-/// Beneficiaries are split into at most this many ranges of consecutive
-/// indices (a power of two wide), handled as independent parallel tasks.
-/// The split depends only on the user count, so sums (floats included)
-/// never depend on the thread count.
-pub(crate) const RANGES: usize = 16;
-
-/// log2 of a range's width for `num_users` users.
-pub(crate) fn range_shift(num_users: usize) -> u32 {
-    num_users
-        .div_ceil(RANGES)
-        .max(1)
-        .next_power_of_two()
-        .trailing_zeros()
-}
-
-/// A raw pointer shared by tasks that write disjoint indices.
-#[derive(Clone, Copy)]
-pub(crate) struct SharedMut<T>(pub(crate) *mut T);
-// SAFETY: only used for writes to indices that no other task touches (each
-// use site states why its indices are disjoint).
-unsafe impl<T> Send for SharedMut<T> {}
-unsafe impl<T> Sync for SharedMut<T> {}
-
-impl<T> SharedMut<T> {
-    /// The pointer (a method, so closures capture the `Sync` wrapper).
-    #[inline]
-    pub(crate) fn ptr(&self) -> *mut T {
-        self.0
-    }
-}
-
-/// Rows grouped by user range — `rows[offsets[t]..offsets[t + 1]]` are
-/// range t's, in row order — by a parallel stable counting sort. Rows whose
-/// user is `NO_USER` (unknown buyers) are left out.
-pub(crate) fn rows_by_range(beneficiary: &[UserIx], num_users: usize) -> (Vec<usize>, Vec<u32>) {
-    const PART: usize = 1 << 16;
-    let shift = range_shift(num_users);
-    let len = beneficiary.len();
-    let parts = len.div_ceil(PART);
-    let hist: Vec<[usize; RANGES]> = (0..parts)
-        .into_par_iter()
-        .map(|c| {
-            let mut h = [0usize; RANGES];
-            for &b in &beneficiary[c * PART..((c + 1) * PART).min(len)] {
-                if b != NO_USER {
-                    h[(b >> shift) as usize] += 1;
-                }
-            }
-            h
-        })
-        .collect();
-    let mut starts = vec![[0usize; RANGES]; parts];
-    let mut offsets = vec![0usize; RANGES + 1];
-    let mut at = 0;
-    for t in 0..RANGES {
-        offsets[t] = at;
-        for c in 0..parts {
-            starts[c][t] = at;
-            at += hist[c][t];
-        }
-    }
-    offsets[RANGES] = at;
-    let mut rows = vec![0u32; at];
-    let out = SharedMut(rows.as_mut_ptr());
-    (0..parts).into_par_iter().for_each(|c| {
-        let mut next = starts[c];
-        for i in c * PART..((c + 1) * PART).min(len) {
-            let b = beneficiary[i];
-            if b == NO_USER {
-                continue;
-            }
-            let t = (b >> shift) as usize;
-            // SAFETY: part c writes range t's rows into
-            // starts[c][t] .. starts[c][t] + hist[c][t], a slice of `rows`
-            // that no other (part, range) pair owns.
-            unsafe { *out.ptr().add(next[t]) = i as u32 };
-            next[t] += 1;
-        }
-    });
-    (offsets, rows)
-}
-
 /// Concatenates one column of the chunk ledgers, copying chunks in parallel.
 fn concat_par<T: Money, C: Copy + Send + Sync>(
     chunks: &[(Ledger<T>, T)],
@@ -878,75 +794,6 @@ fn concat_par<T: Money, C: Copy + Send + Sync>(
     // SAFETY: every index below `total` was written by exactly one chunk.
     unsafe { out.set_len(total) };
     out
-}
-
-/// Sums the ledger per beneficiary (in ledger order, per range in
-/// parallel) and sorts the leaderboard: credit descending, ties by id.
-pub(crate) fn totals<T: Money>(
-    forest: &Forest,
-    ledger: &Ledger<T>,
-    levels: usize,
-) -> Result<Totals<T>> {
-    let n = forest.num_users();
-    let width = 1usize << range_shift(n);
-    let (offsets, rows) = rows_by_range(&ledger.beneficiary, n);
-    type Part<T> = (Vec<UserIx>, Vec<T>, Vec<u64>, Vec<T>);
-    let parts: Vec<Result<Part<T>>> = (0..RANGES)
-        .into_par_iter()
-        .map(|t| {
-            let lo = t * width;
-            let rows = &rows[offsets[t]..offsets[t + 1]];
-            let mut slot = vec![NO_USER; width.min(n.saturating_sub(lo))];
-            let (mut who, mut credit, mut events, mut by_level) =
-                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            for &i in rows {
-                let i = i as usize;
-                let b = ledger.beneficiary[i] as usize;
-                if slot[b - lo] == NO_USER {
-                    slot[b - lo] = who.len() as u32;
-                    who.push(b as u32);
-                    credit.push(T::ZERO);
-                    events.push(0u64);
-                    by_level.extend(std::iter::repeat_n(T::ZERO, levels));
-                }
-                let s = slot[b - lo] as usize;
-                let c = ledger.credit[i];
-                credit[s] = sum(credit[s], c, "a beneficiary's credit total")?;
-                events[s] += 1;
-                let k = s * levels + ledger.level[i] as usize - 1;
-                by_level[k] = sum(by_level[k], c, "a beneficiary's credit total")?;
-            }
-            Ok((who, credit, events, by_level))
-        })
-        .collect();
-    let (mut who, mut credit, mut events, mut by_level) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for part in parts {
-        let (w, c, e, l) = part?;
-        who.extend(w);
-        credit.extend(c);
-        events.extend(e);
-        by_level.extend(l);
-    }
-    let ids = forest.ids();
-    let mut rank: Vec<u32> = (0..who.len() as u32).collect();
-    rank.par_sort_unstable_by(|&x, &y| {
-        credit[y as usize]
-            .cmp_total(&credit[x as usize])
-            .then_with(|| ids.get(who[x as usize]).cmp(&ids.get(who[y as usize])))
-    });
-    Ok(Totals {
-        beneficiary: rank.iter().map(|&s| who[s as usize]).collect(),
-        credit: rank.iter().map(|&s| credit[s as usize]).collect(),
-        events: rank.iter().map(|&s| events[s as usize]).collect(),
-        by_level: (0..levels)
-            .map(|k| {
-                rank.iter()
-                    .map(|&s| by_level[s as usize * levels + k])
-                    .collect()
-            })
-            .collect(),
-    })
 }
 
 /// Whether buyer `b`'s event at `t` falls in the window (null join: never).

@@ -5,11 +5,10 @@
 
 use rayon::prelude::*;
 
-use super::engine::{
-    in_window, range_shift, rows_by_range, sum, Ledger, Prepared, SharedMut, RANGES,
-};
+use super::engine::{in_window, sum, Ledger, Prepared};
 use super::money::Money;
 use super::policy::Policy;
+use super::ranges::{local, range_len, scatter_by_range, SharedMut, RANGES};
 use crate::error::Result;
 use crate::forest::Forest;
 use crate::ids::NO_USER;
@@ -68,16 +67,13 @@ pub(crate) fn eligible<T: Money>(
 /// positive credit up to the room left, a refund in full), with the
 /// running total and the cut-off total updated.
 #[inline]
-fn cap_step<T: Money>(running: &mut T, want: T, cap: T, cut: &mut T) -> Result<T> {
-    let pay = if want.is_positive() {
-        let room = cap.checked_sub(*running).unwrap_or(T::ZERO);
-        if want > room {
-            room
-        } else {
-            want
-        }
-    } else {
-        want
+pub(crate) fn cap_step<T: Money>(running: &mut T, want: T, cap: T, cut: &mut T) -> Result<T> {
+    // The room left is cap - running >= 0; it overflows only when refunds
+    // made the running total negative and the cap is near the type's
+    // maximum, and then any credit fits.
+    let pay = match cap.checked_sub(*running) {
+        Some(room) if want.is_positive() && want > room => room,
+        _ => want,
     };
     *running = sum(*running, pay, "a beneficiary's running total")?;
     *cut = sum(
@@ -110,52 +106,57 @@ pub fn cap_sorted<T: Money, K: PartialEq + Copy>(
 /// Cuts credits so each beneficiary's running total, taken in event order,
 /// never exceeds `cap`: a credit that would cross it is paid partly, later
 /// ones nothing, and refunds (negative credits) lower the running total.
-/// Beneficiary ranges run in parallel; within one, rows are taken in
-/// (ts, row) order of their events. Returns the credit cut off.
+/// `ts(r)` is event row r's time. Returns the credit cut off.
+///
+/// A running total never exceeds the sum of a beneficiary's positive
+/// credits, so only beneficiaries whose positive credits add up past the
+/// cap need their rows in (ts, row) order; everyone else keeps every
+/// credit. Rows are grouped by beneficiary range (in ledger order); each
+/// range, in parallel, sums positives into a dense array, then sorts and
+/// caps just the rows of the beneficiaries that can reach the cap.
 pub(crate) fn apply_cap<T: Money>(
     num_users: usize,
-    order: &[u32],
+    ts: impl Fn(usize) -> i64 + Sync,
     ledger: &mut Ledger<T>,
     cap: T,
 ) -> Result<T> {
-    let events = ledger
-        .event_row
-        .iter()
-        .map(|&r| r as usize + 1)
-        .max()
-        .unwrap_or(0);
-    let mut rank = vec![u32::MAX; events];
-    for (k, &r) in order.iter().enumerate() {
-        if (r as usize) < events {
-            rank[r as usize] = k as u32;
-        }
-    }
-    let width = 1usize << range_shift(num_users);
-    let (offsets, rows) = rows_by_range(&ledger.beneficiary, num_users);
-    let (event_row, beneficiary) = (&ledger.event_row, &ledger.beneficiary);
+    let (beneficiary, credit) = (&ledger.beneficiary, &ledger.credit);
+    let (offsets, items) = scatter_by_range(
+        ledger.len(),
+        |i| beneficiary[i],
+        |i| (i as u32, beneficiary[i], credit[i]),
+    );
+    let event_row = &ledger.event_row;
     let credit = SharedMut(ledger.credit.as_mut_ptr());
     let cuts: Vec<Result<T>> = (0..RANGES)
         .into_par_iter()
         .map(|t| {
-            let lo = t * width;
-            // An event pays a beneficiary once, so (rank, row) orders rows;
-            // sort packed keys rather than reading ranks in comparisons.
-            let mut keys: Vec<u64> = rows[offsets[t]..offsets[t + 1]]
+            let items = &items[offsets[t]..offsets[t + 1]];
+            let w = range_len(num_users, t);
+            // Positive credits per user; `None` once the sum overflows
+            // (such a user surely reaches the cap).
+            let mut positive = vec![Some(T::ZERO); w];
+            for &(_, b, c) in items {
+                if c.is_positive() {
+                    let p = &mut positive[local(b)];
+                    *p = p.and_then(|s| s.checked_add(c));
+                }
+            }
+            let mut hot: Vec<(i64, u32, u32, T)> = items
                 .iter()
-                .map(|&i| ((rank[event_row[i as usize] as usize] as u64) << 32) | i as u64)
+                .filter(|(_, b, _)| positive[local(*b)].is_none_or(|s| !s.surely_within(cap)))
+                .map(|&(i, b, c)| (ts(event_row[i as usize] as usize), i, b, c))
                 .collect();
-            keys.sort_unstable();
-            let mut running = vec![T::ZERO; width.min(num_users.saturating_sub(lo))];
+            // An event pays a beneficiary once, and ledger rows follow input
+            // rows, so (ts, ledger row) is (ts, input row) order.
+            hot.sort_unstable_by_key(|&(t, i, _, _)| (t, i));
+            let mut running = vec![T::ZERO; w];
             let mut cut = T::ZERO;
-            for k in keys {
-                let i = k as u32 as usize;
-                let b = beneficiary[i] as usize - lo;
+            for (_, i, b, want) in hot {
+                let pay = cap_step(&mut running[local(b)], want, cap, &mut cut)?;
                 // SAFETY: row i belongs to exactly one range (its
-                // beneficiary's), so no other task reads or writes credit[i].
-                let want = unsafe { *credit.ptr().add(i) };
-                let pay = cap_step(&mut running[b], want, cap, &mut cut)?;
-                // SAFETY: as above.
-                unsafe { *credit.ptr().add(i) = pay };
+                // beneficiary's), so no other task writes credit[i].
+                unsafe { *credit.ptr().add(i as usize) = pay };
             }
             Ok(cut)
         })
@@ -180,5 +181,55 @@ mod tests {
         let cut = cap_sorted(&b, &mut credit, 100).unwrap();
         assert_eq!(credit, [60, 40, -30, 30, 100, 0]);
         assert_eq!(cut, 20 + 20 + 20 + 10);
+    }
+
+    /// The cap rule applied literally: rows in (ts, row) order, one running
+    /// total per beneficiary.
+    fn naive_cap(ts: &[i64], l: &Ledger<i64>, cap: i64) -> (Vec<i64>, i64) {
+        let mut idx: Vec<usize> = (0..l.len()).collect();
+        idx.sort_by_key(|&i| (ts[l.event_row[i] as usize], l.event_row[i]));
+        let mut running = std::collections::HashMap::new();
+        let (mut out, mut cut) = (l.credit.clone(), 0);
+        for i in idx {
+            let r = running.entry(l.beneficiary[i]).or_insert(0i64);
+            out[i] = cap_step(r, l.credit[i], cap, &mut cut).unwrap();
+        }
+        (out, cut)
+    }
+
+    #[test]
+    fn caps_follow_event_time_not_ledger_order() {
+        // 40 users, beneficiary 0 and 16 (same range) collect the most;
+        // shuffled times, refunds, and users who never reach the cap.
+        let mut rng = crate::rng::Rng::new(7, 0);
+        let events = 5_000;
+        let ts: Vec<i64> = (0..events).map(|_| (rng.next_u64() % 1000) as i64).collect();
+        let mut l = Ledger::default();
+        for r in 0..events as u32 {
+            for level in 1..=3u8 {
+                let pick = rng.next_u64() % 100;
+                let b = if pick < 30 { (pick % 2) as u32 * 16 } else { (pick % 40) as u32 };
+                let mut c = (rng.next_u64() % 500) as i64;
+                if rng.next_u64().is_multiple_of(10) {
+                    c = -c;
+                }
+                if l.event_row.last() == Some(&r) && l.beneficiary.last() == Some(&b) {
+                    continue;
+                }
+                l.event_row.push(r);
+                l.buyer.push(99);
+                l.beneficiary.push(b);
+                l.level.push(level);
+                l.credit.push(c);
+            }
+        }
+        for cap in [0, 1_000, 60_000, i64::MAX] {
+            let (want, want_cut) = naive_cap(&ts, &l, cap);
+            let mut got = l.clone();
+            let cut = apply_cap(40, |r| ts[r], &mut got, cap).unwrap();
+            let diff = (0..want.len()).find(|&i| got.credit[i] != want[i]);
+            assert_eq!(diff, None, "cap {cap}: first differing ledger row");
+            assert_eq!(cut, want_cut, "cap {cap}");
+        }
     }
 }

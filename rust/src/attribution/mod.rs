@@ -10,13 +10,15 @@ pub mod engine;
 pub mod limits;
 pub mod money;
 pub mod policy;
+pub(crate) mod ranges;
 pub mod session;
+pub mod totals;
 
 pub use engine::{
     attribute, attribute_global, Attribution, EventInput, Global, Ledger, Qualification, Stats,
-    Totals,
 };
 pub use limits::cap_sorted;
 pub use money::Money;
 pub use policy::{Policy, Qualify};
 pub use session::Session;
+pub use totals::Totals;

@@ -17,6 +17,12 @@ pub trait Money: Copy + Send + Sync + PartialEq + PartialOrd + std::fmt::Debug +
     fn is_finite(self) -> bool {
         true
     }
+    /// Whether a running total that never exceeds the sum `self` of some
+    /// positive credits (added in any order) stays within `cap`. Floats
+    /// keep a relative margin for rounding, so borderline sums say no.
+    fn surely_within(self, cap: Self) -> bool {
+        self <= cap
+    }
     /// Total order for sorting (floats by `total_cmp`).
     fn cmp_total(&self, other: &Self) -> std::cmp::Ordering;
     /// The nearest float (integers in their own unit; decimals unscaled).
@@ -81,6 +87,10 @@ impl Money for i128 {
 }
 
 impl Money for f64 {
+    fn surely_within(self, cap: Self) -> bool {
+        // Sums of up to 2^32 terms in any order differ by < 2^32 * 2^-53.
+        self * (1.0 + 1e-6) < cap
+    }
     const ZERO: Self = 0.0;
     fn is_finite(self) -> bool {
         f64::is_finite(self)

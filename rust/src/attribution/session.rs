@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::engine::{check_inputs, in_window, sum, validated_order, EventInput};
+use super::limits::cap_step;
 use super::money::Money;
 use super::policy::{Policy, Qualify};
 use crate::error::{Error, Result};
@@ -172,13 +173,8 @@ impl<T: Money> Session<T> {
                 let mut credit = amount.credit(p.ppm[level]);
                 if let Some(cap) = p.cap_per_beneficiary {
                     let run = st.capped.entry(a).or_insert(T::ZERO);
-                    if credit.is_positive() {
-                        let room = cap.checked_sub(*run).unwrap_or(T::ZERO);
-                        if credit > room {
-                            credit = room;
-                        }
-                    }
-                    *run = sum(*run, credit, "a beneficiary's running total")?;
+                    let mut cut = T::ZERO; // the batch pass's stat; not kept here
+                    credit = cap_step(run, credit, cap, &mut cut)?;
                 }
                 out.push((a, level as u8 + 1, credit));
                 level += 1;

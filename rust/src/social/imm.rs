@@ -30,7 +30,7 @@ use rayon::prelude::*;
 
 use super::cascade::{coin, next_success, Model};
 use super::graph::SocialGraph;
-use crate::attribution::engine::SharedMut;
+use crate::attribution::ranges::SharedMut;
 use crate::error::Result;
 use crate::ids::UserIx;
 use crate::progress::Progress;
