@@ -258,6 +258,102 @@ impl EventColumns {
     }
 }
 
+type Columns = Vec<(&'static str, ArrayRef)>;
+
+/// The core's ledger and totals as Arrow columns: ids for user indices,
+/// event ids and amounts gathered by row, rates by level.
+fn arrow_columns<T: Face>(
+    forest: &Forest,
+    cols: &EventColumns,
+    ledger: attr::Ledger<T>,
+    totals: attr::Totals<T>,
+    ppm: &[u32],
+    levels: usize,
+    row_offset: Option<u64>,
+) -> PyResult<(Columns, Vec<(String, ArrayRef)>)> {
+    let attr::Ledger {
+        event_row,
+        buyer,
+        beneficiary,
+        level,
+        credit,
+    } = ledger;
+    // Each core column is converted and freed in turn, so the ledger is not
+    // held twice over at the peak.
+    let ids = forest.ids();
+    let buyer_id = gather_ids(ids, &buyer);
+    drop(buyer);
+    let beneficiary_id = gather_ids(ids, &beneficiary);
+    drop(beneficiary);
+    let rate: ArrayRef = Arc::new(Float64Array::from(
+        level
+            .par_iter()
+            .map(|&k| ppm[k as usize - 1] as f64 / 1e6)
+            .collect::<Vec<_>>(),
+    ));
+    let level: ArrayRef = Arc::new(UInt8Array::from(level));
+    let credit = T::to_array(credit, &cols.amounts)?;
+    let rows = UInt32Array::from(event_row);
+    let take = |a: &ArrayRef| -> PyResult<ArrayRef> { take_par(a, rows.values(), &rows) };
+    let offset = row_offset.unwrap_or(0) as i64;
+    let global_rows = || -> ArrayRef {
+        Arc::new(Int64Array::from(
+            rows.values()
+                .par_iter()
+                .map(|&r| r as i64 + offset)
+                .collect::<Vec<_>>(),
+        ))
+    };
+    let event_id: ArrayRef = match &cols.event_id {
+        Some(e) => take(e)?,
+        None => global_rows(),
+    };
+    let amount = take(&cols.amounts.array())?;
+    let mut ledger_cols = vec![
+        ("event_id", event_id),
+        ("buyer_id", buyer_id),
+        ("beneficiary_id", beneficiary_id),
+        ("level", level),
+        ("amount", amount),
+        ("rate", rate),
+        ("credit", credit),
+    ];
+    if row_offset.is_some() {
+        // A distributed run orders and caps by (ts, global row) later.
+        let ts: Vec<i64> = match &cols.ts {
+            Some(t) => rows
+                .values()
+                .par_iter()
+                .map(|&r| t.ns[r as usize])
+                .collect(),
+            None => vec![0; rows.len()],
+        };
+        ledger_cols.push(("_row", global_rows()));
+        ledger_cols.push(("_ts", Arc::new(Int64Array::from(ts))));
+    }
+    drop(rows);
+    let mut tcols: Vec<(String, ArrayRef)> = vec![
+        (
+            "beneficiary_id".into(),
+            gather_ids(ids, &totals.beneficiary),
+        ),
+        ("credit".into(), T::to_array(totals.credit, &cols.amounts)?),
+        (
+            "events".into(),
+            Arc::new(Int64Array::from_iter_values(
+                totals.events.iter().map(|&e| e as i64),
+            )),
+        ),
+    ];
+    for (k, col) in totals.by_level.into_iter().enumerate().take(levels) {
+        tcols.push((
+            format!("credit_level_{}", k + 1),
+            T::to_array(col, &cols.amounts)?,
+        ));
+    }
+    Ok((ledger_cols, tcols))
+}
+
 /// Reads the Python `Policy` into a core policy for amounts of type T;
 /// thresholds are converted by `referralgraph.policy._amounts_for`
 /// (decimal scale, rounding toward the safe side).
@@ -321,87 +417,12 @@ fn run<T: Face>(
         stats,
         issues,
     } = out;
-    let attr::Ledger {
-        event_row,
-        buyer,
-        beneficiary,
-        level,
-        credit,
-    } = ledger;
-    // Each core column is converted and freed in turn, so the ledger is not
-    // held twice over at the peak.
-    let ids = forest.ids();
-    let buyer_id = gather_ids(ids, &buyer);
-    drop(buyer);
-    let beneficiary_id = gather_ids(ids, &beneficiary);
-    drop(beneficiary);
-    let rate: ArrayRef = Arc::new(Float64Array::from(
-        level
-            .par_iter()
-            .map(|&k| ppm[k as usize - 1] as f64 / 1e6)
-            .collect::<Vec<_>>(),
-    ));
-    let level: ArrayRef = Arc::new(UInt8Array::from(level));
-    let credit = T::to_array(credit, &cols.amounts)?;
-    let rows = UInt32Array::from(event_row);
-    let take = |a: &ArrayRef| -> PyResult<ArrayRef> { take_par(a, rows.values(), &rows) };
-    let offset = row_offset.unwrap_or(0) as i64;
-    let global_rows = || -> ArrayRef {
-        Arc::new(Int64Array::from(
-            rows.values()
-                .par_iter()
-                .map(|&r| r as i64 + offset)
-                .collect::<Vec<_>>(),
-        ))
-    };
-    let event_id: ArrayRef = match &cols.event_id {
-        Some(e) => take(e)?,
-        None => global_rows(),
-    };
-    let amount = take(&cols.amounts.array())?;
-    let mut ledger_cols = vec![
-        ("event_id", event_id),
-        ("buyer_id", buyer_id),
-        ("beneficiary_id", beneficiary_id),
-        ("level", level),
-        ("amount", amount),
-        ("rate", rate),
-        ("credit", credit),
-    ];
-    if row_offset.is_some() {
-        // A distributed run orders and caps by (ts, global row) later.
-        let ts: Vec<i64> = match &cols.ts {
-            Some(t) => rows
-                .values()
-                .par_iter()
-                .map(|&r| t.ns[r as usize])
-                .collect(),
-            None => vec![0; rows.len()],
-        };
-        ledger_cols.push(("_row", global_rows()));
-        ledger_cols.push(("_ts", Arc::new(Int64Array::from(ts))));
-    }
-    drop(rows);
+    // Gathering ids, amounts and event ids into Arrow columns is a pass
+    // over the whole ledger: without the GIL, like the core.
+    let (ledger_cols, tcols) = py.detach(|| {
+        arrow_columns::<T>(forest, cols, ledger, totals, &ppm, levels, row_offset)
+    })?;
     let ledger = to_pyarrow(py, ledger_cols)?;
-    let mut tcols: Vec<(String, ArrayRef)> = vec![
-        (
-            "beneficiary_id".into(),
-            gather_ids(ids, &totals.beneficiary),
-        ),
-        ("credit".into(), T::to_array(totals.credit, &cols.amounts)?),
-        (
-            "events".into(),
-            Arc::new(Int64Array::from_iter_values(
-                totals.events.iter().map(|&e| e as i64),
-            )),
-        ),
-    ];
-    for (k, col) in totals.by_level.into_iter().enumerate().take(levels) {
-        tcols.push((
-            format!("credit_level_{}", k + 1),
-            T::to_array(col, &cols.amounts)?,
-        ));
-    }
     let totals = to_pyarrow(
         py,
         tcols.iter().map(|(n, a)| (n.as_str(), a.clone())).collect(),
