@@ -304,9 +304,17 @@ def main() -> None:
             f"{alone / t_alone:.1f}x | {rows:,} |"
         )
     m = events.num_rows
+    # The floor: one independent random read per event (a gather over an
+    # array the size of the graph's parent array), measured here with numpy.
+    table = np.arange(g.num_users, dtype=np.int64)
+    idx = np.random.default_rng(0).integers(0, g.num_users, m)
+    t_read, _ = median_time(lambda: table[idx], args.repeats)
     print(
         f"\nreferralgraph, attribution alone: {m / t_alone / 1e6:.1f} M events/s, "
-        f"{want_rows / t_alone / 1e6:.1f} M ledger rows/s"
+        f"{want_rows / t_alone / 1e6:.1f} M ledger rows/s "
+        f"({t_alone / m * 1e9:.0f} ns per event on 2 cores); floor: one independent "
+        f"random read per event takes {t_read / m * 1e9:.1f} ns here (one core), "
+        f"{t_read:.3f} s for all events"
     )
     full = rg.Policy(
         rates=RATES,
