@@ -419,9 +419,8 @@ fn run<T: Face>(
     } = out;
     // Gathering ids, amounts and event ids into Arrow columns is a pass
     // over the whole ledger: without the GIL, like the core.
-    let (ledger_cols, tcols) = py.detach(|| {
-        arrow_columns::<T>(forest, cols, ledger, totals, &ppm, levels, row_offset)
-    })?;
+    let (ledger_cols, tcols) =
+        py.detach(|| arrow_columns::<T>(forest, cols, ledger, totals, &ppm, levels, row_offset))?;
     let ledger = to_pyarrow(py, ledger_cols)?;
     let totals = to_pyarrow(
         py,

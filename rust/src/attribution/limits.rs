@@ -203,12 +203,18 @@ mod tests {
         // shuffled times, refunds, and users who never reach the cap.
         let mut rng = crate::rng::Rng::new(7, 0);
         let events = 5_000;
-        let ts: Vec<i64> = (0..events).map(|_| (rng.next_u64() % 1000) as i64).collect();
+        let ts: Vec<i64> = (0..events)
+            .map(|_| (rng.next_u64() % 1000) as i64)
+            .collect();
         let mut l = Ledger::default();
         for r in 0..events as u32 {
             for level in 1..=3u8 {
                 let pick = rng.next_u64() % 100;
-                let b = if pick < 30 { (pick % 2) as u32 * 16 } else { (pick % 40) as u32 };
+                let b = if pick < 30 {
+                    (pick % 2) as u32 * 16
+                } else {
+                    (pick % 40) as u32
+                };
                 let mut c = (rng.next_u64() % 500) as i64;
                 if rng.next_u64().is_multiple_of(10) {
                     c = -c;
