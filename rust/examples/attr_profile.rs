@@ -26,6 +26,8 @@ fn main() {
         ts_col: "ts",
         event_id_col: "event_id",
     };
+    // Plain three times: the first call pays the page faults of fresh
+    // memory, the later ones show the warm cost.
     for (name, q, cap) in [
         ("plain", Qualify::Always, None),
         ("plain", Qualify::Always, None),

@@ -2,16 +2,16 @@
 //!
 //! 1. Validate rows (strict or lenient) and map buyers to user indices in
 //!    prefetching batches, in parallel.
-//! 2. Order events by (ts, input row) — skipped when already sorted.
-//! 3. Precompute qualification: per user, the first positive purchase time
+//! 2. Precompute qualification: per user, the first positive purchase time
 //!    ("purchased") or a time-sorted timeline with prefix sums (`MinSpend`,
 //!    one binary search per query).
-//! 4. Mark creditable events; keep each buyer's first N (`limits`).
-//! 5. Walk each eligible event's chain in parallel over fixed chunks of
-//!    input rows; chunk outputs are concatenated in chunk order, so the
-//!    ledger is in input order and identical on any number of threads.
-//! 6. Apply caps in (ts, row) order (`limits`), then sum totals and stats in
-//!    ledger order (deterministic for floats too).
+//! 3. Mark creditable events; keep each buyer's first N (`limits`). Events
+//!    are put in (ts, input row) order only for first-N and `MinSpend`.
+//! 4. Walk each eligible event's chain in parallel over fixed chunks of
+//!    input rows, written in chunk order, so the ledger is in input order
+//!    and identical on any number of threads.
+//! 5. Apply caps (`limits`), then sum totals (`totals`) and stats in a
+//!    fixed order (deterministic for floats too).
 //!
 //! O(m log m + m·D) time; memory: the ledger plus a few arrays per user.
 

@@ -87,13 +87,13 @@ impl Money for i128 {
 }
 
 impl Money for f64 {
-    fn surely_within(self, cap: Self) -> bool {
-        // Sums of up to 2^32 terms in any order differ by < 2^32 * 2^-53.
-        self * (1.0 + 1e-6) < cap
-    }
     const ZERO: Self = 0.0;
     fn is_finite(self) -> bool {
         f64::is_finite(self)
+    }
+    fn surely_within(self, cap: Self) -> bool {
+        // Sums of up to 2^32 terms in any order differ by < 2^32 * 2^-53.
+        self * (1.0 + 1e-6) < cap
     }
     #[inline]
     fn credit(self, ppm: u32) -> Self {
