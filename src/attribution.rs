@@ -273,7 +273,6 @@ fn arrow_columns<T: Face>(
 ) -> PyResult<(Columns, Vec<(String, ArrayRef)>)> {
     let attr::Ledger {
         event_row,
-        buyer,
         beneficiary,
         level,
         credit,
@@ -281,8 +280,17 @@ fn arrow_columns<T: Face>(
     // Each core column is converted and freed in turn, so the ledger is not
     // held twice over at the peak.
     let ids = forest.ids();
-    let buyer_id = gather_ids(ids, &buyer);
-    drop(buyer);
+    let rows = UInt32Array::from(event_row);
+    let take = |a: &ArrayRef| -> PyResult<ArrayRef> { take_par(a, rows.values(), &rows) };
+    // The buyer's id is the events' own id at that row (sequential reads,
+    // where the graph's id of a user index would be a random one).
+    let buyer_id = match &cols.buyer {
+        IdColumn::Int(a) => take(&(Arc::new(a.clone()) as ArrayRef))?,
+        IdColumn::Str(a) => {
+            let got = take(&(Arc::new(a.clone()) as ArrayRef))?;
+            arrow_cast::cast(&got, &DataType::Utf8).map_err(|e| invalid_err(e.to_string()))?
+        }
+    };
     let beneficiary_id = gather_ids(ids, &beneficiary);
     drop(beneficiary);
     let rate: ArrayRef = Arc::new(Float64Array::from(
@@ -293,8 +301,6 @@ fn arrow_columns<T: Face>(
     ));
     let level: ArrayRef = Arc::new(UInt8Array::from(level));
     let credit = T::to_array(credit, &cols.amounts)?;
-    let rows = UInt32Array::from(event_row);
-    let take = |a: &ArrayRef| -> PyResult<ArrayRef> { take_par(a, rows.values(), &rows) };
     let offset = row_offset.unwrap_or(0) as i64;
     let global_rows = || -> ArrayRef {
         Arc::new(Int64Array::from(

@@ -535,33 +535,41 @@ impl IdIndex {
         prefetch_key: impl Fn(u32),
         out: &mut [u32],
     ) {
-        let mut hs = [0u64; BATCH];
-        for start in (0..n).step_by(BATCH) {
-            let end = (start + BATCH).min(n);
-            match self {
-                IdIndex::Hash(h) => {
-                    for i in start..end {
+        match self {
+            IdIndex::Hash(h) => {
+                // A software pipeline, so a steady number of misses stays in
+                // flight: key i's home slot is fetched, then (AHEAD keys
+                // later) the key its slot points to, then (AHEAD more) the
+                // probe runs with both in cache.
+                const AHEAD: usize = 32;
+                const RING: usize = 4 * AHEAD;
+                let mut hs = [0u64; RING];
+                for i in 0..n + 2 * AHEAD {
+                    if i < n {
                         if let Some(k) = keys(i) {
-                            hs[i - start] = k.hash();
-                            prefetch(&h.slots[h.home(hs[i - start])]);
+                            hs[i % RING] = k.hash();
+                            prefetch(&h.slots[h.home(hs[i % RING])]);
                         }
                     }
-                    for i in start..end {
-                        if keys(i).is_some() {
-                            let v = h.slots[h.home(hs[i - start])];
+                    if let Some(j) = i.checked_sub(AHEAD).filter(|&j| j < n) {
+                        if keys(j).is_some() {
+                            let v = h.slots[h.home(hs[j % RING])];
                             if v != NO_USER {
                                 prefetch_key(v);
                             }
                         }
                     }
-                    for i in start..end {
-                        out[i] = match keys(i) {
-                            Some(k) => h.find(hs[i - start], |v| key_of(v) == k).unwrap_or(NO_USER),
+                    if let Some(j) = i.checked_sub(2 * AHEAD) {
+                        out[j] = match keys(j) {
+                            Some(k) => h.find(hs[j % RING], |v| key_of(v) == k).unwrap_or(NO_USER),
                             None => NO_USER,
                         };
                     }
                 }
-                IdIndex::Dense { min, table } => {
+            }
+            IdIndex::Dense { min, table } => {
+                for start in (0..n).step_by(BATCH) {
+                    let end = (start + BATCH).min(n);
                     for i in start..end {
                         if let Some(IdRef::Int(x)) = keys(i) {
                             let off = (x as i128) - (*min as i128);

@@ -26,7 +26,7 @@ use super::policy::{Policy, Qualify};
 use super::ranges::SharedMut;
 use super::totals::{totals, Totals};
 use crate::error::{Error, Issue, IssueKind, OnInvalid, Result};
-use crate::forest::{lookup_par, Forest, NULL_TS};
+use crate::forest::{lookup_par, Forest, NULL_TS, UP};
 use crate::ids::{prefetch, IdSlice, UserIx, NO_USER};
 use crate::progress::Progress;
 
@@ -34,8 +34,6 @@ use crate::progress::Progress;
 pub(crate) const CHUNK: usize = 1 << 13;
 /// Events whose chains are walked together (their cache misses overlap).
 const GROUP: usize = 16;
-/// Levels fetched ahead for a group; deeper levels are walked one by one.
-const PREFETCH_LEVELS: usize = 8;
 
 /// An events table, borrowed from the caller's Arrow buffers.
 #[derive(Debug, Clone, Copy)]
@@ -57,8 +55,8 @@ pub struct EventInput<'a, T> {
 /// One row per paid level, in input event order, then level.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ledger<T> {
+    /// The event's input row (its buyer and amount are read from there).
     pub event_row: Vec<u32>,
-    pub buyer: Vec<UserIx>,
     pub beneficiary: Vec<UserIx>,
     pub level: Vec<u8>,
     pub credit: Vec<T>,
@@ -68,7 +66,6 @@ impl<T> Default for Ledger<T> {
     fn default() -> Self {
         Ledger {
             event_row: Vec::new(),
-            buyer: Vec::new(),
             beneficiary: Vec::new(),
             level: Vec::new(),
             credit: Vec::new(),
@@ -559,14 +556,13 @@ fn qualification<T: Money>(
 
 /// Where a chain walk writes its ledger rows.
 trait Sink<T> {
-    fn push(&mut self, row: u32, buyer: UserIx, beneficiary: UserIx, level: u8, credit: T);
+    fn push(&mut self, row: u32, beneficiary: UserIx, level: u8, credit: T);
 }
 
 impl<T> Sink<T> for Ledger<T> {
     #[inline]
-    fn push(&mut self, row: u32, buyer: UserIx, beneficiary: UserIx, level: u8, credit: T) {
+    fn push(&mut self, row: u32, beneficiary: UserIx, level: u8, credit: T) {
         self.event_row.push(row);
-        self.buyer.push(buyer);
         self.beneficiary.push(beneficiary);
         self.level.push(level);
         self.credit.push(credit);
@@ -576,7 +572,6 @@ impl<T> Sink<T> for Ledger<T> {
 /// Rows written in place into the final ledger columns, slots `at..end`.
 struct Slots<T> {
     event_row: SharedMut<u32>,
-    buyer: SharedMut<UserIx>,
     beneficiary: SharedMut<UserIx>,
     level: SharedMut<u8>,
     credit: SharedMut<T>,
@@ -586,14 +581,13 @@ struct Slots<T> {
 
 impl<T> Sink<T> for Slots<T> {
     #[inline]
-    fn push(&mut self, row: u32, buyer: UserIx, beneficiary: UserIx, level: u8, credit: T) {
+    fn push(&mut self, row: u32, beneficiary: UserIx, level: u8, credit: T) {
         // A wrong row count would be a bug; never write outside our slots.
         assert!(self.at < self.end, "ledger slots overflow");
         // SAFETY: `at < end`, and slots `at..end` of every column belong to
         // this chunk alone and lie within the columns' capacity.
         unsafe {
             *self.event_row.ptr().add(self.at) = row;
-            *self.buyer.ptr().add(self.at) = buyer;
             *self.beneficiary.ptr().add(self.at) = beneficiary;
             *self.level.ptr().add(self.at) = level;
             *self.credit.ptr().add(self.at) = credit;
@@ -639,24 +633,21 @@ fn walk<T: Money>(
         let total = at[nchunks];
         let mut ledger = Ledger {
             event_row: Vec::with_capacity(total),
-            buyer: Vec::with_capacity(total),
             beneficiary: Vec::with_capacity(total),
             level: Vec::with_capacity(total),
             credit: Vec::with_capacity(total),
         };
         let cols = (
             SharedMut(ledger.event_row.as_mut_ptr()),
-            SharedMut(ledger.buyer.as_mut_ptr()),
             SharedMut(ledger.beneficiary.as_mut_ptr()),
             SharedMut(ledger.level.as_mut_ptr()),
             SharedMut(ledger.credit.as_mut_ptr()),
         );
         let slots = |c: usize| Slots {
             event_row: cols.0,
-            buyer: cols.1,
-            beneficiary: cols.2,
-            level: cols.3,
-            credit: cols.4,
+            beneficiary: cols.1,
+            level: cols.2,
+            credit: cols.3,
             at: at[c],
             end: at[c + 1],
         };
@@ -676,7 +667,6 @@ fn walk<T: Money>(
         // above), and the slots of all chunks cover 0..total.
         unsafe {
             ledger.event_row.set_len(total);
-            ledger.buyer.set_len(total);
             ledger.beneficiary.set_len(total);
             ledger.level.set_len(total);
             ledger.credit.set_len(total);
@@ -699,7 +689,6 @@ fn walk<T: Money>(
     }
     let ledger = Ledger {
         event_row: concat_par(&chunks, |l| &l.event_row),
-        buyer: concat_par(&chunks, |l| &l.buyer),
         beneficiary: concat_par(&chunks, |l| &l.beneficiary),
         level: concat_par(&chunks, |l| &l.level),
         credit: concat_par(&chunks, |l| &l.credit),
@@ -717,52 +706,45 @@ fn walk_rows<T: Money, S: Sink<T>>(
     rows: &[usize],
     out: &mut S,
 ) -> Result<T> {
-    let parent = forest.parent();
+    let (up, parent) = (forest.ancestors(), forest.parent());
     let levels = policy.levels();
+    let qualifies = !matches!(qual, Qualification::Always);
     let mut forfeited = T::ZERO;
-    // Walking a chain is a series of dependent cache misses; walk a
-    // group of events level by level instead, prefetching every
-    // event's next parent, so their misses overlap.
-    let depth = levels.min(PREFETCH_LEVELS);
-    let mut anc = [[NO_USER; PREFETCH_LEVELS]; GROUP];
+    // Chain reads are cache misses: fetch a group's chains (one line per
+    // buyer, its first UP ancestors) and their qualification data before
+    // walking any, so the misses overlap instead of following each other.
     for group in rows.chunks(GROUP) {
-        for (i, &r) in group.iter().enumerate() {
-            prefetch(&parent[prep.buyer[r] as usize]);
-            anc[i][0] = prep.buyer[r];
+        for &r in group {
+            prefetch(&up[prep.buyer[r] as usize]);
         }
-        for k in 0..depth {
-            for (i, _) in group.iter().enumerate() {
-                let below = if k == 0 { anc[i][0] } else { anc[i][k - 1] };
-                let a = if below == NO_USER {
-                    NO_USER
-                } else {
-                    parent[below as usize]
-                };
-                anc[i][k] = a;
-                if a != NO_USER {
-                    prefetch(&parent[a as usize]);
-                    qual.prefetch(a);
+        if qualifies {
+            for &r in group {
+                for &a in &up[prep.buyer[r] as usize] {
+                    if a != NO_USER {
+                        qual.prefetch(a);
+                    }
                 }
             }
         }
-        for (i, &r) in group.iter().enumerate() {
+        for &r in group {
             let b = prep.buyer[r];
+            let chain = &up[b as usize];
             let (t, amount) = (prep.ts(r), prep.ev.amount[r]);
             let mut level = 0usize;
             let mut hop = 0usize;
-            let mut a = anc[i][0];
+            let mut a = chain[0];
             while a != NO_USER && level < levels {
                 let credit = amount.credit(policy.ppm[level]);
                 if qual.qualified(a, t) {
-                    out.push(r as u32, b, a, level as u8 + 1, credit);
+                    out.push(r as u32, a, level as u8 + 1, credit);
                     level += 1;
                 } else if !policy.compression {
                     forfeited = sum(forfeited, credit, "the forfeited total")?;
                     level += 1;
                 }
                 hop += 1;
-                a = if hop < depth {
-                    anc[i][hop]
+                a = if hop < UP {
+                    chain[hop]
                 } else {
                     parent[a as usize]
                 };

@@ -223,7 +223,6 @@ mod tests {
                     continue;
                 }
                 l.event_row.push(r);
-                l.buyer.push(99);
                 l.beneficiary.push(b);
                 l.level.push(level);
                 l.credit.push(c);
