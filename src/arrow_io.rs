@@ -231,7 +231,9 @@ impl StrValues {
 
 /// A timestamp column as nanoseconds since the epoch (UTC), plus its zone.
 pub struct Timestamps {
-    pub ns: Vec<i64>,
+    /// Nanoseconds (`NULL_TS` at nulls); the column's own buffer when it
+    /// is already null-free nanoseconds.
+    pub ns: ScalarBuffer<i64>,
     pub valid: Option<Vec<bool>>,
     pub tz: Option<Arc<str>>,
 }
@@ -264,6 +266,17 @@ impl Timestamps {
         let raw = raw.as_primitive::<Int64Type>();
         let valid = validity(raw);
         let values = raw.values();
+        if per_unit == 1 && valid.is_none() {
+            // Zero copy; only NULL_TS itself is out of range.
+            if let Some(row) = values.par_iter().position_first(|&v| v == NULL_TS) {
+                return Err(out_of_range(column, row, values[row]));
+            }
+            return Ok(Timestamps {
+                ns: values.clone(),
+                valid,
+                tz,
+            });
+        }
         let ns: Vec<i64> = (0..values.len())
             .into_par_iter()
             .map(|row| {
@@ -279,14 +292,21 @@ impl Timestamps {
             .into_par_iter()
             .find_first(|&row| ns[row] == NULL_TS && valid.as_ref().is_none_or(|m| m[row]));
         if let Some(row) = bad {
-            return Err(invalid_err(format!(
-                "column {column}, row {row}: timestamp {} is outside the range of \
-                 nanosecond timestamps (years 1677 to 2262)",
-                values[row]
-            )));
+            return Err(out_of_range(column, row, values[row]));
         }
-        Ok(Timestamps { ns, valid, tz })
+        Ok(Timestamps {
+            ns: ns.into(),
+            valid,
+            tz,
+        })
     }
+}
+
+fn out_of_range(column: &str, row: usize, value: i64) -> PyErr {
+    invalid_err(format!(
+        "column {column}, row {row}: timestamp {value} is outside the range of \
+         nanosecond timestamps (years 1677 to 2262)"
+    ))
 }
 
 /// The owner of Arrow buffers that point into a forest: keeps it alive.

@@ -245,10 +245,7 @@ impl EventColumns {
             buyer_valid: self.buyer_valid.as_deref(),
             amount: values,
             amount_valid: self.amount_valid.as_deref(),
-            ts: self
-                .ts
-                .as_ref()
-                .map(|t| (t.ns.as_slice(), t.valid.as_deref())),
+            ts: self.ts.as_ref().map(|t| (&t.ns[..], t.valid.as_deref())),
             event_id_valid: self.event_id_valid.as_deref(),
             buyer_col: names.user_id,
             amount_col: names.amount,

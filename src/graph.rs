@@ -143,7 +143,7 @@ impl ReferralColumns {
             joined_at: self
                 .joined
                 .as_ref()
-                .map(|j| (j.ns.as_slice(), j.valid.as_deref())),
+                .map(|j| (&j.ns[..], j.valid.as_deref())),
             channel: self.channel.as_ref().map(|c| c.column()),
             joined_tz: self.joined.as_ref().and_then(|j| j.tz.as_deref()),
             user_col: &self.user_col,

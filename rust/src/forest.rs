@@ -1030,7 +1030,7 @@ mod tests {
         let refs: Vec<i64> = (0..n)
             .map(|i| {
                 state = mix64(state.wrapping_add(i as u64));
-                if i == 0 || state % 13 == 0 {
+                if i == 0 || state.is_multiple_of(13) {
                     -1
                 } else {
                     users[(state % i as u64) as usize]
