@@ -299,12 +299,18 @@ def test_bad_rows_raise_or_are_reported(cols, match, kind):
 
 @pytest.mark.parametrize(
     ("unit", "value"),
-    [("s", 10**13), ("ms", -(2**62)), ("ns", -(2**63))],  # past 2262 / before 1677 / the null marker
+    [
+        ("s", 10**13),
+        ("ms", -(2**62)),
+        ("ns", -(2**63)),
+    ],  # past 2262 / before 1677 / the null marker
 )
 def test_timestamps_outside_the_nanosecond_range_are_errors(unit, value):
     ts = pa.array([0, value], pa.int64()).cast(pa.timestamp(unit))
     ev = pa.table({"user_id": [2, 2], "amount": [1, 1], "ts": ts})
-    with pytest.raises(rg.InvalidInputError, match=rf"column ts, row 1: timestamp {value} is outside"):
+    with pytest.raises(
+        rg.InvalidInputError, match=rf"column ts, row 1: timestamp {value} is outside"
+    ):
         chain(2).attribute(ev, P3)
     ok = pa.table({"user_id": [2], "amount": [1], "ts": ts.slice(0, 1)})
     assert chain(2).attribute(ok, P3).ledger.num_rows == 1
