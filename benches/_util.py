@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
@@ -48,3 +50,33 @@ def peak_during(fn: Callable[[], Any]) -> tuple[int, Any]:
     reset_peak()
     out = fn()
     return peak_bytes() - base, out
+
+
+class _Tee:
+    def __init__(self, *streams: Any) -> None:
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for s in self.streams:
+            s.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for s in self.streams:
+            s.flush()
+
+
+@contextlib.contextmanager
+def tee_stdout(path: str | None) -> Iterator[None]:
+    """Everything printed inside also goes to `path` (None: stdout only),
+    so saved results are the bench's own output, not a copy by hand."""
+    if path is None:
+        yield
+        return
+    with open(path, "w") as f:
+        out = sys.stdout
+        sys.stdout = _Tee(out, f)  # type: ignore[assignment]
+        try:
+            yield
+        finally:
+            sys.stdout = out
