@@ -45,7 +45,12 @@ def peak_bytes() -> int:
 
 
 def peak_during(fn: Callable[[], Any]) -> tuple[int, Any]:
-    """Peak RSS above the current RSS while `fn` runs (result kept alive)."""
+    """Peak RSS above the current RSS while `fn` runs (result kept alive).
+    Blocks referralgraph keeps for reuse are given back first: reusing them
+    would hide the call's own peak."""
+    import referralgraph as rg
+
+    rg.release_memory()
     base = rss_bytes()
     reset_peak()
     out = fn()

@@ -4,10 +4,24 @@
 
 use pyo3::prelude::*;
 
-/// Large blocks on transparent huge pages: first-touch page faults cost
-/// more than most passes over the memory (see `referralgraph_core::alloc`).
+/// Large blocks on transparent huge pages, freed ones kept for reuse:
+/// first-touch page faults cost more than most passes over the memory
+/// (see `referralgraph_core::alloc`).
 #[global_allocator]
 static ALLOC: referralgraph_core::alloc::HugePageAlloc = referralgraph_core::alloc::HugePageAlloc;
+
+/// Gives the large blocks kept for reuse back to the system; returns the
+/// number of bytes released.
+#[pyfunction]
+fn release_memory() -> usize {
+    referralgraph_core::alloc::release_cached()
+}
+
+/// Bytes of freed large blocks kept for reuse.
+#[pyfunction]
+fn cached_memory() -> usize {
+    referralgraph_core::alloc::cached_bytes()
+}
 
 mod arrow_io;
 mod attribution;
@@ -35,6 +49,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(program::event_issues, m)?)?;
     m.add_function(wrap_pyfunction!(synthetic::synthetic_program, m)?)?;
     m.add_function(wrap_pyfunction!(graph::_panic_for_test, m)?)?;
+    m.add_function(wrap_pyfunction!(release_memory, m)?)?;
+    m.add_function(wrap_pyfunction!(cached_memory, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -12,12 +12,14 @@ __all__ = [
     "__version__",
     "_panic_for_test",
     "attribute",
+    "cached_memory",
     "cap_sorted",
     "channels",
     "event_issues",
     "metrics",
     "pyramid",
     "reach",
+    "release_memory",
     "scores",
     "session",
     "synthetic_program",
@@ -87,6 +89,8 @@ def synthetic_program(
     days: int,
 ) -> tuple[pa.Table, pa.Table]: ...
 def _panic_for_test() -> None: ...
+def release_memory() -> int: ...
+def cached_memory() -> int: ...
 
 @final
 class Session:
