@@ -1,8 +1,10 @@
 """Attribution: referralgraph against DuckDB, polars and numpy, side by side.
 
 Same Arrow tables for everyone (a synthetic program), rates [0.10, 0.05,
-0.02], output = the ledger (event, beneficiary, level, credit) and totals
-per beneficiary. Two timings each:
+0.02], output = the ledger (event, buyer, beneficiary, level, amount,
+credit) and the totals per beneficiary (credit, events) sorted into a
+leaderboard, as tables (DuckDB and polars) or arrays (numpy: no ledger
+rows kept). Two timings each:
 
 - end to end: from the Arrow tables (referralgraph: build + attribute;
   peers: everything including their id -> parent resolution);
@@ -34,6 +36,7 @@ import statistics
 import sys
 import threading
 import time
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -47,36 +50,49 @@ PPM = [round(r * 1e6) for r in RATES]
 
 
 def duckdb_attribute(referrals: pa.Table, events: pa.Table) -> tuple[int, int]:
+    """The ledger and the totals as Arrow tables, as referralgraph returns
+    them (a count alone would let DuckDB skip writing the ledger)."""
     import duckdb
 
     con = duckdb.connect()
     con.register("referrals", referrals)
     con.register("events", events)
-    rows = con.execute(
-        f"""
-        WITH RECURSIVE chain(event_id, ancestor, level, amount) AS (
-            SELECT e.event_id, r.referrer_id, 1, e.amount
+    ledger = _arrow(
+        con.sql(
+            f"""
+        WITH RECURSIVE chain(event_id, buyer_id, ancestor, level, amount) AS (
+            SELECT e.event_id, e.user_id, r.referrer_id, 1, e.amount
             FROM events e JOIN referrals r ON e.user_id = r.user_id
             WHERE r.referrer_id IS NOT NULL
           UNION ALL
-            SELECT c.event_id, r.referrer_id, c.level + 1, c.amount
+            SELECT c.event_id, c.buyer_id, r.referrer_id, c.level + 1, c.amount
             FROM chain c JOIN referrals r ON c.ancestor = r.user_id
             WHERE r.referrer_id IS NOT NULL AND c.level < {len(RATES)}
-        ),
-        ledger AS (
-            SELECT event_id, ancestor AS beneficiary, level,
-                   sign(amount) * (abs(amount) * (CASE level WHEN 1 THEN {PPM[0]}
-                        WHEN 2 THEN {PPM[1]} ELSE {PPM[2]} END) // 1000000) AS credit
-            FROM chain
         )
-        SELECT count(*), (SELECT count(*) FROM (SELECT beneficiary, sum(credit)
-                                                FROM ledger GROUP BY beneficiary))
-        FROM ledger
+        SELECT event_id, buyer_id, ancestor AS beneficiary_id, level, amount,
+               sign(amount) * (abs(amount) * (CASE level WHEN 1 THEN {PPM[0]}
+                    WHEN 2 THEN {PPM[1]} ELSE {PPM[2]} END) // 1000000) AS credit
+        FROM chain
         """
-    ).fetchone()
+        )
+    )
+    con.register("ledger", ledger)
+    totals = _arrow(
+        con.sql(
+            "SELECT beneficiary_id, sum(credit) AS credit, count(*) AS events "
+            "FROM ledger GROUP BY beneficiary_id ORDER BY credit DESC, beneficiary_id"
+        )
+    )
     con.close()
-    assert rows is not None
-    return int(rows[0]), int(rows[1])
+    return ledger.num_rows, totals.num_rows
+
+
+def _arrow(rel: Any) -> pa.Table:
+    """A DuckDB relation as an Arrow table (`to_arrow_table` from 1.4 on)."""
+    fetch = getattr(rel, "to_arrow_table", None) or rel.arrow
+    table = fetch()
+    assert isinstance(table, pa.Table)
+    return table
 
 
 def duckdb_full_policy(
@@ -153,19 +169,30 @@ def polars_attribute(referrals: pa.Table, events: pa.Table) -> tuple[int, int]:
     ref = pl.from_arrow(referrals.select(["user_id", "referrer_id"]))
     ev = pl.from_arrow(events.select(["event_id", "user_id", "amount"]))
     assert isinstance(ref, pl.DataFrame) and isinstance(ev, pl.DataFrame)
-    cur = ev.rename({"user_id": "node"})
+    cur = ev.with_columns(pl.col("user_id").alias("node")).rename({"user_id": "buyer_id"})
     parts = []
     for level, ppm in enumerate(PPM, 1):
         cur = cur.join(ref, left_on="node", right_on="user_id", how="inner").filter(
             pl.col("referrer_id").is_not_null()
         )
-        cur = cur.select("event_id", "amount", pl.col("referrer_id").alias("node"))
+        cur = cur.select("event_id", "buyer_id", "amount", pl.col("referrer_id").alias("node"))
         credit = (pl.col("amount").abs() * ppm // 1_000_000) * pl.col("amount").sign()
         parts.append(
-            cur.select("event_id", "node", pl.lit(level).alias("level"), credit.alias("credit"))
+            cur.select(
+                "event_id",
+                "buyer_id",
+                pl.col("node").alias("beneficiary_id"),
+                pl.lit(level, dtype=pl.UInt8).alias("level"),
+                "amount",
+                credit.alias("credit"),
+            )
         )
     ledger = pl.concat(parts)
-    totals = ledger.group_by("node").agg(pl.col("credit").sum())
+    totals = (
+        ledger.group_by("beneficiary_id")
+        .agg(pl.col("credit").sum(), pl.len().alias("events"))
+        .sort(["credit", "beneficiary_id"], descending=[True, False])
+    )
     return ledger.height, totals.height
 
 

@@ -24,7 +24,7 @@ use std::sync::Mutex;
 const HUGE: usize = 4 << 20;
 const PAGE_2M: usize = 2 << 20;
 /// Freed blocks kept at most.
-const SLOTS: usize = 32;
+const SLOTS: usize = 128;
 /// A kept block unused this long is given back on the next large call.
 const DECAY_NS: u64 = 10_000_000_000;
 

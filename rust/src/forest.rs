@@ -88,6 +88,8 @@ pub struct Forest {
     pub(crate) depth: Vec<u32>,
     /// The first `UP` ancestors of each user, built on first use.
     pub(crate) up: OnceLock<Vec<[UserIx; UP]>>,
+    /// min(depth, 255) per user, built on first use.
+    pub(crate) depth8: OnceLock<Vec<u8>>,
     /// Children in CSR (offsets, children), built on first use.
     pub(crate) children_csr: OnceLock<(Vec<u32>, Vec<UserIx>)>,
     /// Breadth-first numbering, built on first use when the users are
@@ -141,6 +143,24 @@ impl Forest {
     }
     pub fn depth(&self) -> &[u32] {
         &self.depth
+    }
+    /// min(depth, 255): how many levels a chain from each user pays at
+    /// most under a policy of up to 255 levels, in a quarter of the bytes
+    /// of `depth` (a table that stays in cache for random reads). Built
+    /// once, on first use.
+    pub fn depth_u8(&self) -> &[u8] {
+        self.depth8
+            .get_or_init(|| self.depth.par_iter().map(|&d| d.min(255) as u8).collect())
+    }
+    /// Whether user `u` has a referrer. Numbered breadth-first, the roots
+    /// come first, so this needs no (random) read of `parent`.
+    #[inline]
+    pub fn has_referrer(&self, u: UserIx) -> bool {
+        if self.bfs_ordered {
+            u as usize >= self.num_roots
+        } else {
+            self.parent[u as usize] != NO_USER
+        }
     }
     /// `ancestors()[u][k]`: u's ancestor k + 1 (`NO_USER` above a root).
     /// Walking parent pointers is one dependent cache miss per level; this
@@ -307,6 +327,7 @@ pub(crate) fn assemble(
         parent,
         depth,
         up: OnceLock::new(),
+        depth8: OnceLock::new(),
         children_csr: OnceLock::new(),
         bfs: OnceLock::new(),
         bfs_ordered,
@@ -1151,6 +1172,40 @@ mod tests {
             .forest;
         assert_eq!(f.max_depth(), n as u32);
         assert_eq!(f.num_roots(), 1);
+    }
+
+    #[test]
+    fn has_referrer_and_short_depths_match_parents_in_any_numbering() {
+        // Built: breadth-first (roots first). Extended with a new root
+        // after non-roots: not breadth-first, so the parent array decides.
+        let f = Forest::build(
+            &input(&[5, 1, 2, 3], &[1, 0, 1, 2], &[true, false, true, true]),
+            OnInvalid::Raise,
+        )
+        .unwrap()
+        .forest;
+        let g = f
+            .extend(&input(&[9, 8], &[0, 9], &[false, true]), OnInvalid::Raise)
+            .unwrap()
+            .forest;
+        assert!(f.bfs_ordered && !g.bfs_ordered);
+        for h in [&f, &g] {
+            for u in 0..h.num_users() as UserIx {
+                assert_eq!(h.has_referrer(u), h.parent()[u as usize] != NO_USER);
+                assert_eq!(h.depth_u8()[u as usize] as u32, h.depth()[u as usize]);
+            }
+        }
+        let deep: Vec<i64> = (0..300).collect();
+        let refs: Vec<i64> = (0..300).map(|i| i - 1).collect();
+        let valid: Vec<bool> = (0..300).map(|i| i > 0).collect();
+        let d = Forest::build(&input(&deep, &refs, &valid), OnInvalid::Raise)
+            .unwrap()
+            .forest;
+        assert_eq!(
+            d.depth_u8()[299],
+            255,
+            "capped at the most levels a policy has"
+        );
     }
 
     #[test]

@@ -617,7 +617,8 @@ fn walk<T: Money>(
     let rows_of = |c: usize| -> Vec<usize> { eligible_rows(c).collect() };
     let advance = |c: usize| progress.advance((((c + 1) * CHUNK).min(m) - c * CHUNK) as u64);
     if matches!(qual, Qualification::Always) {
-        let depth = forest.depth();
+        // levels <= 255, so the 1-byte depths give the same count.
+        let depth = forest.depth_u8();
         let counts: Vec<usize> = (0..nchunks)
             .into_par_iter()
             .map(|c| {

@@ -23,13 +23,12 @@ pub(crate) fn eligible<T: Money>(
     policy: &Policy<T>,
     allowed: Option<&[bool]>,
 ) -> (Vec<bool>, u64) {
-    let parent = forest.parent();
     let joined = forest.joined_at();
     let creditable: Vec<bool> = (0..v.buyer.len())
         .into_par_iter()
         .map(|r| {
             let b = v.buyer[r];
-            if b == NO_USER || parent[b as usize] == NO_USER {
+            if b == NO_USER || !forest.has_referrer(b) {
                 return false;
             }
             match (policy.window_ns, joined) {
