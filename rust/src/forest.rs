@@ -422,6 +422,31 @@ pub(crate) fn lookup_par<'q>(
     out
 }
 
+/// [`lookup_par`] of integer keys in a graph of integer ids; rows with
+/// `valid[r] == false` get `NO_USER`.
+pub(crate) fn lookup_ints_par(f: &Forest, keys: &[i64], valid: Option<&[bool]>) -> Vec<u32> {
+    let IdValues::Int(ids) = &f.ids else {
+        return lookup_par(f, keys.len(), |r| {
+            valid.is_none_or(|v| v[r]).then_some(IdRef::Int(keys[r]))
+        });
+    };
+    let mut out = vec![NO_USER; keys.len()];
+    out.par_chunks_mut(LOOKUP_CHUNK)
+        .enumerate()
+        .for_each(|(c, o)| {
+            let r0 = c * LOOKUP_CHUNK;
+            f.index.get_many_int(&keys[r0..r0 + o.len()], ids, o);
+            if let Some(v) = valid {
+                for (x, &ok) in o.iter_mut().zip(&v[r0..]) {
+                    if !ok {
+                        *x = NO_USER;
+                    }
+                }
+            }
+        });
+    out
+}
+
 fn int_range(cols: &[(IdSlice<'_>, Option<&[bool]>)]) -> Option<(i64, i64)> {
     let mut range: Option<(i64, i64)> = None;
     for (col, valid) in cols {
@@ -563,13 +588,22 @@ fn build(input: &ReferralInput<'_>, mode: OnInvalid, base: Option<&Forest>) -> R
         .enumerate()
         .for_each(|(c, out)| {
             let r0 = c * LOOKUP_CHUNK;
-            index.get_many(
-                out.len(),
-                |i| wanted(r0 + i),
-                |v| user.get(v as usize),
-                |v| user.prefetch(v as usize),
-                out,
-            );
+            if let (IdSlice::Int(users), IdSlice::Int(refs)) = (user, referrer) {
+                index.get_many_int(&refs[r0..r0 + out.len()], users, out);
+                for (i, x) in out.iter_mut().enumerate() {
+                    if wanted(r0 + i).is_none() {
+                        *x = NO_USER;
+                    }
+                }
+            } else {
+                index.get_many(
+                    out.len(),
+                    |i| wanted(r0 + i),
+                    |v| user.get(v as usize),
+                    |v| user.prefetch(v as usize),
+                    out,
+                );
+            }
         });
     let mut links: Vec<Link> = (0..n)
         .into_par_iter()

@@ -26,7 +26,7 @@ use super::policy::{Policy, Qualify};
 use super::ranges::SharedMut;
 use super::totals::{totals, Totals};
 use crate::error::{Error, Issue, IssueKind, OnInvalid, Result};
-use crate::forest::{lookup_par, Forest, NULL_TS, UP};
+use crate::forest::{lookup_ints_par, lookup_par, Forest, NULL_TS, UP};
 use crate::ids::{prefetch, IdSlice, UserIx, NO_USER};
 use crate::progress::Progress;
 
@@ -459,9 +459,12 @@ fn prepare<'a, T: Money>(
         }
         ok = Some(mask);
     }
-    let buyer = lookup_par(forest, m, |r| {
-        (ok.as_ref().is_none_or(|o| o[r])).then(|| ev.buyer.get(r))
-    });
+    let buyer = match ev.buyer {
+        IdSlice::Int(keys) => lookup_ints_par(forest, keys, ok.as_deref()),
+        _ => lookup_par(forest, m, |r| {
+            (ok.as_ref().is_none_or(|o| o[r])).then(|| ev.buyer.get(r))
+        }),
+    };
     Ok((
         Prepared {
             ev,
