@@ -11,8 +11,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 
-def median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    """Median wall time of `repeats` calls, and the last result."""
+def median_time(fn: Callable[[], Any], repeats: int, warmup: int = 0) -> tuple[float, Any]:
+    """Median wall time of `repeats` calls after `warmup` untimed ones, and
+    the last result."""
+    for _ in range(warmup):
+        fn()
     times = []
     out = None
     for _ in range(repeats):
