@@ -11,8 +11,7 @@
 //! 4 GiB, for at most 10 s, as jemalloc's decay does) and reused by the
 //! next large allocation of about their size; an allocation that finds
 //! none first gives back as many bytes as it asks for, so the kept blocks
-//! do not raise the peak. `release_cached()` hands
-//! them back at once; `REFERRALGRAPH_ALLOC_CACHE_MB=0` turns the cache off.
+//! do not raise the peak. `release_cached()` hands them back at once; `REFERRALGRAPH_ALLOC_CACHE_MB=0` turns the cache off.
 //! Small blocks go straight to the system allocator.
 //!
 //! Install it in a binary or cdylib with
@@ -192,16 +191,19 @@ impl Cache {
         self.len += 1;
         self.bytes += k.cap;
         while self.bytes > limit || self.len == SLOTS {
-            let oldest = self.oldest();
-            out.push(self.remove(oldest).ptr);
+            self.evict_oldest(out);
         }
     }
 
-    /// The slot of the block kept longest (0 when empty).
-    fn oldest(&self) -> usize {
-        (0..self.len)
+    /// Takes out the block kept longest (the cache is not empty); returns
+    /// its size.
+    fn evict_oldest(&mut self, out: &mut Evicted) -> usize {
+        let oldest = (0..self.len)
             .min_by_key(|&i| self.blocks[i].at_ns)
-            .unwrap_or(0)
+            .unwrap_or(0);
+        let k = self.remove(oldest);
+        out.push(k.ptr);
+        k.cap
     }
 }
 
@@ -226,9 +228,7 @@ fn reuse(layout: &Layout) -> Option<*mut u8> {
             // system hands those pages out again while they are warm.
             let mut freed = 0;
             while freed < layout.size() && c.len > 0 {
-                let oldest = c.oldest();
-                freed += c.blocks[oldest].cap;
-                out.push(c.remove(oldest).ptr);
+                freed += c.evict_oldest(&mut out);
             }
         }
         got

@@ -422,25 +422,24 @@ pub(crate) fn lookup_par<'q>(
     out
 }
 
-/// [`lookup_par`] of integer keys in a graph of integer ids; rows with
-/// `valid[r] == false` get `NO_USER`.
-pub(crate) fn lookup_ints_par(f: &Forest, keys: &[i64], valid: Option<&[bool]>) -> Vec<u32> {
-    let IdValues::Int(ids) = &f.ids else {
-        return lookup_par(f, keys.len(), |r| {
-            valid.is_none_or(|v| v[r]).then_some(IdRef::Int(keys[r]))
-        });
-    };
+/// Looks up integer `keys` in an index over integer `ids` (`ids[v]` is
+/// value v's key), in parallel chunks; rows where `keep(r)` is false get
+/// `NO_USER` (their key is not read for meaning: null slots hold anything).
+pub(crate) fn lookup_ints_par(
+    index: &IdIndex,
+    ids: &[i64],
+    keys: &[i64],
+    keep: impl Fn(usize) -> bool + Sync,
+) -> Vec<u32> {
     let mut out = vec![NO_USER; keys.len()];
     out.par_chunks_mut(LOOKUP_CHUNK)
         .enumerate()
         .for_each(|(c, o)| {
             let r0 = c * LOOKUP_CHUNK;
-            f.index.get_many_int(&keys[r0..r0 + o.len()], ids, o);
-            if let Some(v) = valid {
-                for (x, &ok) in o.iter_mut().zip(&v[r0..]) {
-                    if !ok {
-                        *x = NO_USER;
-                    }
+            index.get_many_int(&keys[r0..r0 + o.len()], ids, o);
+            for (i, x) in o.iter_mut().enumerate() {
+                if !keep(r0 + i) {
+                    *x = NO_USER;
                 }
             }
         });
@@ -582,29 +581,28 @@ fn build(input: &ReferralInput<'_>, mode: OnInvalid, base: Option<&Forest>) -> R
         Some(b) => lookup_par(b, n, wanted),
         None => Vec::new(),
     };
-    let mut ref_row = vec![NO_USER; n];
-    ref_row
-        .par_chunks_mut(LOOKUP_CHUNK)
-        .enumerate()
-        .for_each(|(c, out)| {
-            let r0 = c * LOOKUP_CHUNK;
-            if let (IdSlice::Int(users), IdSlice::Int(refs)) = (user, referrer) {
-                index.get_many_int(&refs[r0..r0 + out.len()], users, out);
-                for (i, x) in out.iter_mut().enumerate() {
-                    if wanted(r0 + i).is_none() {
-                        *x = NO_USER;
-                    }
-                }
-            } else {
-                index.get_many(
-                    out.len(),
-                    |i| wanted(r0 + i),
-                    |v| user.get(v as usize),
-                    |v| user.prefetch(v as usize),
-                    out,
-                );
-            }
-        });
+    let ref_row = match (user, referrer) {
+        (IdSlice::Int(users), IdSlice::Int(refs)) => {
+            lookup_ints_par(&index, users, refs, |r| wanted(r).is_some())
+        }
+        _ => {
+            let mut ref_row = vec![NO_USER; n];
+            ref_row
+                .par_chunks_mut(LOOKUP_CHUNK)
+                .enumerate()
+                .for_each(|(c, out)| {
+                    let r0 = c * LOOKUP_CHUNK;
+                    index.get_many(
+                        out.len(),
+                        |i| wanted(r0 + i),
+                        |v| user.get(v as usize),
+                        |v| user.prefetch(v as usize),
+                        out,
+                    );
+                });
+            ref_row
+        }
+    };
     let mut links: Vec<Link> = (0..n)
         .into_par_iter()
         .map(|r| {

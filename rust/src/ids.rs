@@ -310,6 +310,56 @@ impl HashIndex {
         }
     }
 
+    /// Finds n keys into `out` (`NO_USER`: absent) as a software pipeline,
+    /// so a steady number of misses stays in flight: key i's home slot is
+    /// fetched, then (AHEAD keys later) the key its slot points to, then
+    /// (AHEAD more) the probe runs with both in cache. `home_of(i)`: key
+    /// i's home slot (`None`: no key); `is_key(i, v)`: whether value v
+    /// holds key i; `prefetch_key(v)` fetches v's key.
+    #[inline]
+    fn find_many(
+        &self,
+        n: usize,
+        home_of: impl Fn(usize) -> Option<usize>,
+        is_key: impl Fn(usize, u32) -> bool,
+        prefetch_key: impl Fn(u32),
+        out: &mut [u32],
+    ) {
+        const AHEAD: usize = 32;
+        const RING: usize = 4 * AHEAD;
+        const NONE: usize = usize::MAX;
+        let mut home = [NONE; RING];
+        for i in 0..n + 2 * AHEAD {
+            if i < n {
+                let s = home_of(i).unwrap_or(NONE);
+                home[i % RING] = s;
+                if s != NONE {
+                    prefetch(&self.slots[s]);
+                }
+            }
+            if let Some(j) = i.checked_sub(AHEAD).filter(|&j| j < n) {
+                let s = home[j % RING];
+                if s != NONE && self.slots[s] != NO_USER {
+                    prefetch_key(self.slots[s]);
+                }
+            }
+            if let Some(j) = i.checked_sub(2 * AHEAD) {
+                let mut s = home[j % RING];
+                out[j] = if s == NONE {
+                    NO_USER
+                } else {
+                    loop {
+                        let v = self.slots[s];
+                        if v == NO_USER || is_key(j, v) {
+                            break v;
+                        }
+                        s = self.next(s);
+                    }
+                };
+            }
+        }
+    }
+
     /// Inserts `v` unless an equal key is present; returns the present value.
     /// The caller reserves room first.
     #[inline]
@@ -536,37 +586,13 @@ impl IdIndex {
         out: &mut [u32],
     ) {
         match self {
-            IdIndex::Hash(h) => {
-                // A software pipeline, so a steady number of misses stays in
-                // flight: key i's home slot is fetched, then (AHEAD keys
-                // later) the key its slot points to, then (AHEAD more) the
-                // probe runs with both in cache.
-                const AHEAD: usize = 32;
-                const RING: usize = 4 * AHEAD;
-                let mut hs = [0u64; RING];
-                for i in 0..n + 2 * AHEAD {
-                    if i < n {
-                        if let Some(k) = keys(i) {
-                            hs[i % RING] = k.hash();
-                            prefetch(&h.slots[h.home(hs[i % RING])]);
-                        }
-                    }
-                    if let Some(j) = i.checked_sub(AHEAD).filter(|&j| j < n) {
-                        if keys(j).is_some() {
-                            let v = h.slots[h.home(hs[j % RING])];
-                            if v != NO_USER {
-                                prefetch_key(v);
-                            }
-                        }
-                    }
-                    if let Some(j) = i.checked_sub(2 * AHEAD) {
-                        out[j] = match keys(j) {
-                            Some(k) => h.find(hs[j % RING], |v| key_of(v) == k).unwrap_or(NO_USER),
-                            None => NO_USER,
-                        };
-                    }
-                }
-            }
+            IdIndex::Hash(h) => h.find_many(
+                n,
+                |i| keys(i).map(|k| h.home(k.hash())),
+                |j, v| keys(j) == Some(key_of(v)),
+                prefetch_key,
+                out,
+            ),
             IdIndex::Dense { min, table } => {
                 for start in (0..n).step_by(BATCH) {
                     let end = (start + BATCH).min(n);
@@ -601,33 +627,13 @@ impl IdIndex {
                 out,
             );
         };
-        const AHEAD: usize = 32;
-        const RING: usize = 4 * AHEAD;
-        let n = keys.len();
-        let mut home = [0usize; RING];
-        for i in 0..n + 2 * AHEAD {
-            if i < n {
-                let s = h.home(mix64(keys[i] as u64));
-                home[i % RING] = s;
-                prefetch(&h.slots[s]);
-            }
-            if let Some(j) = i.checked_sub(AHEAD).filter(|&j| j < n) {
-                let v = h.slots[home[j % RING]];
-                if v != NO_USER {
-                    prefetch(&ids[v as usize]);
-                }
-            }
-            if let Some(j) = i.checked_sub(2 * AHEAD) {
-                let (k, mut s) = (keys[j], home[j % RING]);
-                out[j] = loop {
-                    let v = h.slots[s];
-                    if v == NO_USER || ids[v as usize] == k {
-                        break v;
-                    }
-                    s = h.next(s);
-                };
-            }
-        }
+        h.find_many(
+            keys.len(),
+            |i| Some(h.home(mix64(keys[i] as u64))),
+            |j, v| ids[v as usize] == keys[j],
+            |v| prefetch(&ids[v as usize]),
+            out,
+        );
     }
 
     /// Inserts `keys(i)` with value `i` for i in 0..n (skipping `None`),

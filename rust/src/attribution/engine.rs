@@ -27,7 +27,7 @@ use super::ranges::SharedMut;
 use super::totals::{totals, Totals};
 use crate::error::{Error, Issue, IssueKind, OnInvalid, Result};
 use crate::forest::{lookup_ints_par, lookup_par, Forest, NULL_TS, UP};
-use crate::ids::{prefetch, IdSlice, UserIx, NO_USER};
+use crate::ids::{prefetch, IdSlice, IdValues, UserIx, NO_USER};
 use crate::progress::Progress;
 
 /// Rows per parallel work item: fixed, so results never depend on threads.
@@ -459,11 +459,10 @@ fn prepare<'a, T: Money>(
         }
         ok = Some(mask);
     }
-    let buyer = match ev.buyer {
-        IdSlice::Int(keys) => lookup_ints_par(forest, keys, ok.as_deref()),
-        _ => lookup_par(forest, m, |r| {
-            (ok.as_ref().is_none_or(|o| o[r])).then(|| ev.buyer.get(r))
-        }),
+    let keep = |r: usize| ok.as_ref().is_none_or(|o| o[r]);
+    let buyer = match (ev.buyer, forest.ids()) {
+        (IdSlice::Int(keys), IdValues::Int(ids)) => lookup_ints_par(&forest.index, ids, keys, keep),
+        _ => lookup_par(forest, m, |r| keep(r).then(|| ev.buyer.get(r))),
     };
     Ok((
         Prepared {
