@@ -21,7 +21,7 @@ use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 use pyo3::prelude::*;
 use pyo3_arrow::{PyRecordBatchReader, PyTable};
 use rayon::prelude::*;
-use referralgraph_core::{Forest, IdKind, IdSlice, IdValues, StrColumn, NO_USER, NULL_TS};
+use referralgraph_core::{par, Forest, IdKind, IdSlice, IdValues, StrColumn, NO_USER, NULL_TS};
 
 use crate::errors::{invalid_err, schema_err};
 
@@ -268,7 +268,7 @@ impl Timestamps {
         let values = raw.values();
         if per_unit == 1 && valid.is_none() {
             // Zero copy; only NULL_TS itself is out of range.
-            if let Some(row) = values.par_iter().position_first(|&v| v == NULL_TS) {
+            if let Some(row) = par::position_first(values.len(), |r| values[r] == NULL_TS) {
                 return Err(out_of_range(column, row, values[row]));
             }
             return Ok(Timestamps {
@@ -288,9 +288,9 @@ impl Timestamps {
                 }
             })
             .collect();
-        let bad = (0..ns.len())
-            .into_par_iter()
-            .find_first(|&row| ns[row] == NULL_TS && valid.as_ref().is_none_or(|m| m[row]));
+        let bad = par::position_first(ns.len(), |row| {
+            ns[row] == NULL_TS && valid.as_ref().is_none_or(|m| m[row])
+        });
         if let Some(row) = bad {
             return Err(out_of_range(column, row, values[row]));
         }

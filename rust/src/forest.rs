@@ -290,8 +290,8 @@ impl Forest {
         }
         let bad_slot = |v: &u32| *v != NO_USER && *v as usize >= n;
         let index_ok = match &index {
-            IdIndex::Dense { table, .. } => !table.par_iter().any(bad_slot),
-            IdIndex::Hash(h) => !h.slots().par_iter().any(bad_slot),
+            IdIndex::Dense { table, .. } => crate::par::all(table.len(), |i| !bad_slot(&table[i])),
+            IdIndex::Hash(h) => crate::par::all(h.slots().len(), |i| !bad_slot(&h.slots()[i])),
         };
         if !index_ok {
             return Err("id index points past the last user".into());
@@ -682,7 +682,7 @@ fn build(input: &ReferralInput<'_>, mode: OnInvalid, base: Option<&Forest>) -> R
     // 6. Fast path: rows already topological (every referrer on an earlier row
     // or implicit), as in any export sorted by join time. Users keep row
     // order after the implicit roots; no BFS, the gathers below stream.
-    let topological = (0..n).into_par_iter().all(|r| match links[r] {
+    let topological = crate::par::all(n, |r| match links[r] {
         Link::Row(p) => p as usize >= n || (p as usize) < r,
         _ => true,
     });

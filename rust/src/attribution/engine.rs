@@ -484,7 +484,7 @@ fn event_order<T>(ev: &EventInput<'_, T>, ok: Option<&[bool]>) -> Vec<u32> {
     let Some((ts, _)) = ev.ts else {
         return rows().collect();
     };
-    if (1..m).into_par_iter().all(|r| ts[r - 1] <= ts[r]) {
+    if crate::par::all(m, |r| r == 0 || ts[r - 1] <= ts[r]) {
         return rows().collect();
     }
     // Sort packed (ts, row) keys: comparisons touch only the keys, not
