@@ -7,12 +7,15 @@
 //! process gives back may be handed to the hypervisor (free page
 //! reporting) and then costs 1-2 ms per MB to touch again: measured here,
 //! an attribution call after three idle seconds took 0.84 s instead of
-//! 0.26 s. So freed large blocks are kept (up to 1/8 of RAM, at most
-//! 4 GiB, for at most 10 s, as jemalloc's decay does) and reused by the
-//! next large allocation of the same size class; an allocation that finds
-//! none first gives back as many bytes as it asks for, so the kept blocks
-//! do not raise the peak. `release_cached()` hands them back at once; `REFERRALGRAPH_ALLOC_CACHE_MB=0` turns the cache off.
-//! Small blocks go straight to the system allocator.
+//! 0.26 s. So blocks from 256 KB up are private mappings in size classes;
+//! freed ones are kept (up to 1/8 of RAM, at most 4 GiB, for at most 10 s,
+//! as jemalloc's decay does) and reused by the next request of the same
+//! class. A request that finds none takes the kept block nearest in size
+//! and resizes it with `mremap` (the kernel moves its pages: no copy, no
+//! fault), so kept blocks neither add to the peak nor go cold; growing
+//! Vecs move their pages the same way. `release_cached()` hands the kept
+//! blocks back at once; `REFERRALGRAPH_ALLOC_CACHE_MB=0` turns the cache
+//! off. Smaller blocks go straight to the system allocator.
 //!
 //! Install it in a binary or cdylib with
 //! `#[global_allocator] static A: HugePageAlloc = HugePageAlloc;`.
@@ -24,48 +27,121 @@ use std::sync::Mutex;
 /// Blocks of at least this many bytes are 2 MB-aligned and advised.
 const HUGE: usize = 4 << 20;
 const PAGE_2M: usize = 2 << 20;
+/// Freed blocks of at least this many bytes are kept: glibc maps blocks
+/// from 128 KB up afresh, and a pass that fills a few fresh MB (a
+/// leaderboard column, a per-range array) spends longer faulting than
+/// computing.
+const KEEP: usize = 256 << 10;
+const PAGE_64K: usize = 64 << 10;
+/// The alignment of kept blocks below `HUGE`: more than Rust or Arrow ask.
+const PAGE_4K: usize = 4 << 10;
 /// Freed blocks kept at most.
-const SLOTS: usize = 128;
+const SLOTS: usize = 256;
 /// A kept block unused this long is given back on the next large call.
 const DECAY_NS: u64 = 10_000_000_000;
 
 pub struct HugePageAlloc;
 
+/// Whether the block is one of ours (a fresh mapping of its class has at
+/// least the alignment it asks for).
 #[inline]
-fn is_huge(layout: &Layout) -> bool {
-    cfg!(target_os = "linux") && layout.size() >= HUGE
+fn is_kept(layout: &Layout) -> bool {
+    cfg!(target_os = "linux")
+        && layout.size() >= KEEP
+        && layout.align() <= block_align(class_size(layout.size()))
 }
 
-/// The size actually allocated for a large request: 2 MB pages, then the
-/// top three bits kept (4 classes per doubling, at most 25% more address
-/// space; untouched pages cost no memory). The class is what a freed block
-/// is known to hold, from the size `dealloc` is given: without classes a
-/// block reused by a smaller request would be kept as that smaller size,
-/// and the next larger request would miss (measured: every attribution
-/// call took 510 MB of fresh pages).
+/// The size of the mapping for a kept request: 64 KB pages (2 MB from
+/// `HUGE` up), then the top three bits kept (4 classes per doubling, at
+/// most 25% more address space; untouched pages cost no memory). `dealloc`
+/// is given the request's size, so the class is how it knows the mapping's.
 fn class_size(size: usize) -> usize {
-    let pages = size.div_ceil(PAGE_2M).max(1) * PAGE_2M;
-    let unit = (1usize << (usize::BITS - pages.leading_zeros()).saturating_sub(3)).max(PAGE_2M);
+    let page = if size >= HUGE { PAGE_2M } else { PAGE_64K };
+    let pages = size.div_ceil(page).max(1) * page;
+    let unit = (1usize << (usize::BITS - pages.leading_zeros()).saturating_sub(3)).max(page);
     pages.div_ceil(unit).checked_mul(unit).unwrap_or(size)
 }
 
+/// Classes from `HUGE` up are 2 MB-aligned (whole huge pages).
 #[inline]
-fn huge_layout(layout: &Layout) -> Layout {
-    // Size is non-zero and below isize::MAX - 2 MB in any real program;
-    // fall back to the caller's layout if not.
-    Layout::from_size_align(class_size(layout.size()), layout.align().max(PAGE_2M))
-        .unwrap_or(*layout)
+fn block_align(class: usize) -> usize {
+    if class >= HUGE {
+        PAGE_2M
+    } else {
+        PAGE_4K
+    }
 }
+
+/// Maps `len` fresh (zero) bytes aligned to `align`, huge pages advised
+/// from `HUGE` up; null on failure.
+#[cfg(target_os = "linux")]
+unsafe fn map(len: usize, align: usize) -> *mut u8 {
+    let extra = if align > PAGE_4K { align } else { 0 };
+    let Some(total) = len.checked_add(extra) else {
+        return std::ptr::null_mut();
+    };
+    let p = libc::mmap(
+        std::ptr::null_mut(),
+        total,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+        -1,
+        0,
+    );
+    if p == libc::MAP_FAILED {
+        return std::ptr::null_mut();
+    }
+    let start = p as usize;
+    let at = start.next_multiple_of(align.max(PAGE_4K));
+    if at > start {
+        libc::munmap(p, at - start);
+    }
+    if start + total > at + len {
+        libc::munmap((at + len) as *mut libc::c_void, start + total - at - len);
+    }
+    advise(at as *mut u8, len);
+    at as *mut u8
+}
+
+/// Resizes a mapping of `old` bytes to `len`, moving its pages (no copy,
+/// no fault; a grown tail is fresh); null when the kernel refuses, the old
+/// mapping then unchanged.
+#[cfg(target_os = "linux")]
+unsafe fn remap(p: usize, old: usize, len: usize) -> *mut u8 {
+    let q = libc::mremap(p as *mut libc::c_void, old, len, libc::MREMAP_MAYMOVE);
+    if q == libc::MAP_FAILED {
+        return std::ptr::null_mut();
+    }
+    advise(q as *mut u8, len);
+    q as *mut u8
+}
+
+#[cfg(target_os = "linux")]
+unsafe fn unmap(p: usize, len: usize) {
+    libc::munmap(p as *mut libc::c_void, len);
+}
+
+// Never called elsewhere: `is_kept` is false off Linux.
+#[cfg(not(target_os = "linux"))]
+unsafe fn map(_: usize, _: usize) -> *mut u8 {
+    std::ptr::null_mut()
+}
+#[cfg(not(target_os = "linux"))]
+unsafe fn remap(_: usize, _: usize, _: usize) -> *mut u8 {
+    std::ptr::null_mut()
+}
+#[cfg(not(target_os = "linux"))]
+unsafe fn unmap(_: usize, _: usize) {}
 
 unsafe fn advise(p: *mut u8, size: usize) {
     #[cfg(target_os = "linux")]
-    if !p.is_null() {
+    if !p.is_null() && size >= HUGE {
         // A hint: failure (e.g. THP disabled) changes nothing.
         libc::madvise(p.cast(), size, libc::MADV_HUGEPAGE);
     }
 }
 
-/// A kept block: `cap` is its size class (what the system allocated).
+/// A kept mapping of `cap` bytes (its size class).
 #[derive(Clone, Copy)]
 struct Kept {
     ptr: usize,
@@ -92,35 +168,29 @@ static CACHE: Mutex<Cache> = Mutex::new(Cache {
 /// `usize::MAX` until read from the environment on first use.
 static LIMIT: AtomicUsize = AtomicUsize::new(usize::MAX);
 
-/// Blocks taken out of the cache to be freed after the lock is dropped
-/// (freeing unmaps, which may take a while).
+/// Mappings taken out of the cache, unmapped after the lock is dropped
+/// (unmapping takes a while).
 struct Evicted {
-    ptrs: [usize; SLOTS + 1],
+    blocks: [(usize, usize); SLOTS + 1],
     len: usize,
 }
 
 impl Evicted {
     fn new() -> Self {
         Evicted {
-            ptrs: [0; SLOTS + 1],
+            blocks: [(0, 0); SLOTS + 1],
             len: 0,
         }
     }
-    fn push(&mut self, p: usize) {
-        self.ptrs[self.len] = p;
+    fn push(&mut self, k: Kept) {
+        self.blocks[self.len] = (k.ptr, k.cap);
         self.len += 1;
     }
     /// # Safety
-    /// Every pointer came from `System` with a 2 MB-aligned layout and is
-    /// no longer in use.
+    /// Every block is a mapping of this module no longer in use.
     unsafe fn free(self) {
-        for &p in &self.ptrs[..self.len] {
-            // The system allocator frees by pointer; the layout only has to
-            // carry the same (2 MB) alignment.
-            System.dealloc(
-                p as *mut u8,
-                Layout::from_size_align_unchecked(HUGE, PAGE_2M),
-            );
+        for &(p, len) in &self.blocks[..self.len] {
+            unmap(p, len);
         }
     }
 }
@@ -165,6 +235,14 @@ fn limit() -> usize {
     l
 }
 
+/// What the cache has for a request.
+enum Found {
+    /// A block of its class.
+    Hit(usize),
+    /// Another block, to be resized to the class: its pages are reused.
+    Resize(Kept),
+}
+
 impl Cache {
     fn remove(&mut self, i: usize) -> Kept {
         let k = self.blocks[i];
@@ -179,18 +257,29 @@ impl Cache {
         let mut i = 0;
         while i < self.len {
             if now.saturating_sub(self.blocks[i].at_ns) > DECAY_NS {
-                out.push(self.remove(i).ptr);
+                out.push(self.remove(i));
             } else {
                 i += 1;
             }
         }
     }
 
-    /// A kept block of size class `class`, if any (exactly that class: a
-    /// block handed to a smaller class would be kept as that class later).
-    fn take(&mut self, class: usize) -> Option<usize> {
-        let i = (0..self.len).find(|&i| self.blocks[i].cap == class)?;
-        Some(self.remove(i).ptr)
+    /// A block of class `class` aligned to `align`; failing that (for
+    /// alignments a page satisfies), the block nearest in size, to be
+    /// resized.
+    /// Resizing instead of unmapping one block and mapping another keeps
+    /// the pages warm, and kept blocks never add to the process's peak.
+    fn find(&mut self, class: usize, align: usize) -> Option<Found> {
+        let exact = (0..self.len)
+            .find(|&i| self.blocks[i].cap == class && self.blocks[i].ptr.is_multiple_of(align));
+        if let Some(i) = exact {
+            return Some(Found::Hit(self.remove(i).ptr));
+        }
+        if align > PAGE_4K {
+            return None;
+        }
+        let nearest = (0..self.len).min_by_key(|&i| self.blocks[i].cap.abs_diff(class))?;
+        Some(Found::Resize(self.remove(nearest)))
     }
 
     /// Keeps a freed block, taking out the oldest ones beyond the limits.
@@ -199,19 +288,11 @@ impl Cache {
         self.len += 1;
         self.bytes += k.cap;
         while self.bytes > limit || self.len == SLOTS {
-            self.evict_oldest(out);
+            let oldest = (0..self.len)
+                .min_by_key(|&i| self.blocks[i].at_ns)
+                .unwrap_or(0);
+            out.push(self.remove(oldest));
         }
-    }
-
-    /// Takes out the block kept longest (the cache is not empty); returns
-    /// its size.
-    fn evict_oldest(&mut self, out: &mut Evicted) -> usize {
-        let oldest = (0..self.len)
-            .min_by_key(|&i| self.blocks[i].at_ns)
-            .unwrap_or(0);
-        let k = self.remove(oldest);
-        out.push(k.ptr);
-        k.cap
     }
 }
 
@@ -220,30 +301,36 @@ fn lock() -> std::sync::MutexGuard<'static, Cache> {
     CACHE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A kept block of `layout.size()`'s class, if any.
-fn reuse(layout: &Layout) -> Option<*mut u8> {
-    if layout.align() > PAGE_2M || limit() == 0 {
-        return None;
-    }
+/// A block for a kept-size `layout`: a kept one of its class, a kept one
+/// resized, or a fresh mapping. Returns the block and whether it is known
+/// to be zero (fresh).
+unsafe fn obtain(layout: &Layout) -> (*mut u8, bool) {
+    let class = class_size(layout.size());
+    // A kept block need only have the alignment asked for; fresh ones get
+    // their class's (whole huge pages).
+    let align = block_align(class).max(layout.align());
     let mut out = Evicted::new();
-    let got = {
+    let found = if limit() == 0 {
+        None
+    } else {
         let mut c = lock();
         c.decay(now_ns(), &mut out);
-        let got = c.take(class_size(layout.size()));
-        if got.is_none() {
-            // A miss: give back at least as much as is asked for (oldest
-            // first), so kept blocks never add to the process's peak; the
-            // system hands those pages out again while they are warm.
-            let mut freed = 0;
-            while freed < layout.size() && c.len > 0 {
-                freed += c.evict_oldest(&mut out);
+        c.find(class, layout.align())
+    };
+    out.free();
+    match found {
+        Some(Found::Hit(p)) => (p as *mut u8, false),
+        Some(Found::Resize(k)) => {
+            let p = remap(k.ptr, k.cap, class);
+            if p.is_null() {
+                unmap(k.ptr, k.cap);
+                (map(class, align), true)
+            } else {
+                (p, false)
             }
         }
-        got
-    };
-    // SAFETY: evicted blocks are no longer in the cache nor in use.
-    unsafe { out.free() };
-    got.map(|p| p as *mut u8)
+        None => (map(class, align), true),
+    }
 }
 
 /// Gives every kept block back to the system; returns the bytes released.
@@ -253,7 +340,7 @@ pub fn release_cached() -> usize {
         let mut c = lock();
         let bytes = c.bytes;
         while c.len > 0 {
-            out.push(c.remove(0).ptr);
+            out.push(c.remove(0));
         }
         bytes
     };
@@ -267,21 +354,17 @@ pub fn cached_bytes() -> usize {
     lock().bytes
 }
 
-// SAFETY: every large block is allocated by `System` with a 2 MB-aligned
-// layout and freed by `System` (now, or later from the cache) with the same
-// alignment; a kept block is owned by the cache alone until `reuse` hands
-// it out again. `is_huge` depends only on the size, which the caller passes
-// unchanged to `dealloc` (the `GlobalAlloc` contract).
+// SAFETY: every kept-size block (see `is_kept`, a function of the layout,
+// which the caller passes unchanged to `dealloc` and `realloc`: the
+// `GlobalAlloc` contract) is a private anonymous mapping of exactly its
+// class size, aligned as its request asks; it is unmapped or kept on
+// dealloc, and a kept block is owned by the cache alone until `obtain`
+// hands it out again. Other blocks go to `System` untouched.
 unsafe impl GlobalAlloc for HugePageAlloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if is_huge(&layout) {
-            if let Some(p) = reuse(&layout) {
-                return p;
-            }
-            let p = System.alloc(huge_layout(&layout));
-            advise(p, layout.size());
-            p
+        if is_kept(&layout) {
+            obtain(&layout).0
         } else {
             System.alloc(layout)
         }
@@ -289,49 +372,58 @@ unsafe impl GlobalAlloc for HugePageAlloc {
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if is_huge(&layout) {
-            if let Some(p) = reuse(&layout) {
-                // Clearing memory already mapped costs far less than
-                // faulting in fresh zeroed pages.
-                std::ptr::write_bytes(p, 0, layout.size());
-                return p;
-            }
-            let p = System.alloc_zeroed(huge_layout(&layout));
-            advise(p, layout.size());
-            p
-        } else {
-            System.alloc_zeroed(layout)
+        if !is_kept(&layout) {
+            return System.alloc_zeroed(layout);
         }
+        let (p, zero) = obtain(&layout);
+        if !zero && !p.is_null() {
+            // Clearing memory already mapped costs far less than faulting
+            // in fresh zeroed pages.
+            std::ptr::write_bytes(p, 0, layout.size());
+        }
+        p
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if !is_huge(&layout) {
+        if !is_kept(&layout) {
             return System.dealloc(ptr, layout);
         }
+        let class = class_size(layout.size());
         let limit = limit();
-        if layout.align() > PAGE_2M || layout.size() > limit {
-            return System.dealloc(ptr, huge_layout(&layout));
-        }
         let mut out = Evicted::new();
-        {
+        let k = Kept {
+            ptr: ptr as usize,
+            cap: class,
+            at_ns: 0,
+        };
+        if class > limit {
+            out.push(k);
+        } else {
             let mut c = lock();
             let now = now_ns();
             c.decay(now, &mut out);
-            let kept = Kept {
-                ptr: ptr as usize,
-                cap: class_size(layout.size()),
-                at_ns: now,
-            };
-            c.keep(kept, limit, &mut out);
+            c.keep(Kept { at_ns: now, ..k }, limit, &mut out);
         }
         out.free();
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let new_layout = Layout::from_size_align_unchecked(new_size, layout.align());
-        if !is_huge(&layout) && !is_huge(&new_layout) {
+        let (kept, new_kept) = (is_kept(&layout), is_kept(&new_layout));
+        if !kept && !new_kept {
             return System.realloc(ptr, layout, new_size);
+        }
+        if kept && new_kept && layout.align() <= PAGE_4K {
+            // A growing Vec: move the pages instead of copying them.
+            let (old, new) = (class_size(layout.size()), class_size(new_size));
+            if old == new {
+                return ptr;
+            }
+            let q = remap(ptr as usize, old, new);
+            if !q.is_null() {
+                return q;
+            }
         }
         let new = self.alloc(new_layout);
         if !new.is_null() {
@@ -349,12 +441,20 @@ mod tests {
     #[test]
     fn size_classes_cover_requests_with_little_waste() {
         let mut last = 0;
-        for size in (HUGE..1 << 34).step_by(7_654_321) {
+        let sizes = (KEEP..HUGE)
+            .step_by(12_345)
+            .chain((HUGE..1 << 34).step_by(7_654_321));
+        for size in sizes {
             let c = class_size(size);
-            assert!(c >= size && c.is_multiple_of(PAGE_2M), "{size} -> {c}");
+            let page = if size >= HUGE { PAGE_2M } else { PAGE_64K };
+            assert!(c >= size && c.is_multiple_of(page), "{size} -> {c}");
             assert!(
-                c as f64 <= size as f64 * 1.25 + PAGE_2M as f64,
+                c as f64 <= size as f64 * 1.25 + page as f64,
                 "{size} -> {c}"
+            );
+            assert!(
+                c < HUGE || c.is_multiple_of(PAGE_2M),
+                "huge classes are whole huge pages"
             );
             assert!(c >= last, "monotone");
             assert_eq!(class_size(c), c, "a class is its own class");
@@ -396,8 +496,10 @@ mod tests {
                 Layout::from_size_align(3 * HUGE, 8).unwrap(),
             );
             let three = a.alloc(l3);
-            // Another class: the kept block was given back instead.
-            assert_eq!(cached_bytes(), 0, "a miss gives back what it asks for");
+            // Another class: the kept block is resized for it (its pages
+            // reused), so kept blocks never add to the peak.
+            assert_eq!(cached_bytes(), 0, "a miss takes the nearest block");
+            *three.add(3 * HUGE - 1) = 4;
             let two = a.alloc(l2);
             a.dealloc(three, l3);
             a.dealloc(two, l2);
@@ -412,6 +514,34 @@ mod tests {
             let full = a.alloc(l2);
             assert_eq!(full, two, "kept as its class, not the smaller request");
             a.dealloc(full, l2);
+
+            // Blocks from KEEP up are kept too, aligned for any request.
+            let m = Layout::from_size_align(300 << 10, 64).unwrap();
+            let p = a.alloc(m);
+            assert_eq!(p as usize % PAGE_4K, 0);
+            a.dealloc(p, m);
+            let m2 = Layout::from_size_align(290 << 10, 128).unwrap();
+            assert_eq!(a.alloc(m2), p, "a medium block of the same class is reused");
+            a.dealloc(p, m2);
+            let small = Layout::from_size_align(KEEP - 1, 8).unwrap();
+            assert!(!is_kept(&small));
+            assert!(!is_kept(
+                &Layout::from_size_align(KEEP, 2 * PAGE_4K).unwrap()
+            ));
+
+            // Growing and shrinking kept blocks moves their pages, data kept.
+            let g = Layout::from_size_align(KEEP + 5, 8).unwrap();
+            let p = a.alloc(g);
+            for i in 0..KEEP + 5 {
+                *p.add(i) = (i % 251) as u8;
+            }
+            let q = a.realloc(p, g, 10 * HUGE + 3);
+            assert!((0..KEEP + 5).all(|i| *q.add(i) == (i % 251) as u8));
+            *q.add(10 * HUGE + 2) = 1;
+            let big = Layout::from_size_align(10 * HUGE + 3, 8).unwrap();
+            let r = a.realloc(q, big, HUGE);
+            assert!((0..KEEP + 5).all(|i| *r.add(i) == (i % 251) as u8));
+            a.dealloc(r, Layout::from_size_align(HUGE, 8).unwrap());
 
             // Older blocks go first once the count is reached.
             let mut held = Vec::new();

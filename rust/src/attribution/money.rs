@@ -25,6 +25,11 @@ pub trait Money: Copy + Send + Sync + PartialEq + PartialOrd + std::fmt::Debug +
     }
     /// Total order for sorting (floats by `total_cmp`).
     fn cmp_total(&self, other: &Self) -> std::cmp::Ordering;
+    /// An unsigned key in the order of `cmp_total`, when the type has one
+    /// of 64 bits (sorting plain integers beats calling a comparator).
+    fn order_key(self) -> Option<u64> {
+        None
+    }
     /// The nearest float (integers in their own unit; decimals unscaled).
     fn to_f64(self) -> f64;
 }
@@ -56,6 +61,10 @@ impl Money for i64 {
     }
     fn cmp_total(&self, other: &Self) -> std::cmp::Ordering {
         self.cmp(other)
+    }
+    #[inline]
+    fn order_key(self) -> Option<u64> {
+        Some(self as u64 ^ 1 << 63)
     }
 }
 
@@ -116,6 +125,13 @@ impl Money for f64 {
     fn cmp_total(&self, other: &Self) -> std::cmp::Ordering {
         self.total_cmp(other)
     }
+    #[inline]
+    fn order_key(self) -> Option<u64> {
+        // As `total_cmp`: negative numbers' magnitude bits flipped, then
+        // the sign bit flipped so that negatives sort first.
+        let b = self.to_bits() as i64;
+        Some((b ^ (((b >> 63) as u64) >> 1) as i64) as u64 ^ 1 << 63)
+    }
 }
 
 /// A rate as integer parts per million: `round(rate * 1e6)`.
@@ -131,6 +147,30 @@ pub fn decimal_max(precision: u8) -> i128 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn order_keys_sort_as_cmp_total() {
+        fn check<T: Money>(mut v: Vec<T>) {
+            let mut by_key = v.clone();
+            by_key.sort_by_key(|x| x.order_key().expect("a 64-bit key"));
+            v.sort_by(T::cmp_total);
+            let same = v.iter().zip(&by_key).all(|(a, b)| a.cmp_total(b).is_eq());
+            assert!(same, "{v:?} vs {by_key:?}");
+        }
+        check(vec![3i64, -1, i64::MIN, 0, i64::MAX, -7, 2]);
+        check(vec![
+            1.5f64,
+            -0.0,
+            0.0,
+            -2.5,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            1e-300,
+            -1e300,
+            f64::MIN_POSITIVE,
+        ]);
+        assert_eq!(5i128.order_key(), None);
+    }
 
     #[test]
     fn integer_credit_truncates_toward_zero_and_mirrors_refunds() {

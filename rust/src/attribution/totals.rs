@@ -4,8 +4,8 @@
 //! parallel counting sort that carries the level and credit along), each
 //! range is summed into dense per-user arrays in ledger order — so float
 //! sums never depend on the thread count — and the beneficiaries are
-//! sorted on packed keys, touching the ids only to break ties of string
-//! ids.
+//! sorted as packed (credit, id) integers (a comparator for string ids
+//! and decimal amounts).
 
 use rayon::prelude::*;
 
@@ -14,7 +14,7 @@ use super::money::Money;
 use super::ranges::{local, range_len, scatter_by_range, RANGES};
 use crate::error::Result;
 use crate::forest::Forest;
-use crate::ids::{IdRef, UserIx};
+use crate::ids::{IdValues, UserIx};
 
 /// One row per beneficiary, by credit descending, ties by id.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,16 +24,6 @@ pub struct Totals<T> {
     pub events: Vec<u64>,
     /// `by_level[k][i]`: beneficiary i's credit at level k + 1.
     pub by_level: Vec<Vec<T>>,
-}
-
-/// A beneficiary while sorting: the sort key and where its sums are.
-#[derive(Clone, Copy)]
-struct Entry<T> {
-    credit: T,
-    /// The integer id (0 for string ids, which compare through the ids).
-    id: i64,
-    user: UserIx,
-    slot: u32,
 }
 
 /// Sums ledger rows `(beneficiary, level, credit)` per beneficiary and
@@ -51,68 +41,87 @@ pub(crate) fn totals<T: Money>(
         |i| beneficiary[i],
         |i| (beneficiary[i], level[i], credit[i]),
     );
-    let ids = forest.ids();
-    let id_key = |u: UserIx| match ids.get(u) {
-        IdRef::Int(x) => x,
-        IdRef::Str(_) => 0,
-    };
-    type Part<T> = (Vec<Entry<T>>, Vec<u64>, Vec<T>);
+    // A beneficiary's sums side by side (one cache line): its total, then
+    // its credit at each level.
+    let width = levels + 1;
+    type Part<T> = (Vec<UserIx>, Vec<u32>, Vec<T>);
     let parts: Vec<Result<Part<T>>> = (0..RANGES)
         .into_par_iter()
         .map(|t| {
             let w = range_len(n, t);
-            let mut total = vec![T::ZERO; w];
+            let mut sums = vec![T::ZERO; w * width];
             let mut events = vec![0u32; w];
-            let mut by_level = vec![T::ZERO; w * levels];
             for &(b, k, c) in &items[offsets[t]..offsets[t + 1]] {
                 let u = local(b);
-                total[u] = sum(total[u], c, "a beneficiary's credit total")?;
+                let s = &mut sums[u * width..(u + 1) * width];
+                s[0] = sum(s[0], c, "a beneficiary's credit total")?;
+                s[k as usize] = sum(s[k as usize], c, "a beneficiary's credit total")?;
                 events[u] += 1;
-                let j = u * levels + k as usize - 1;
-                by_level[j] = sum(by_level[j], c, "a beneficiary's credit total")?;
             }
-            let (mut entries, mut counts, mut lv) = (Vec::new(), Vec::new(), Vec::new());
+            let paid = events.iter().filter(|&&e| e > 0).count();
+            let (mut users, mut counts) = (Vec::with_capacity(paid), Vec::with_capacity(paid));
+            let mut out = Vec::with_capacity(paid * width);
             for u in (0..w).filter(|&u| events[u] > 0) {
-                let user = (u * RANGES + t) as UserIx;
-                entries.push(Entry {
-                    credit: total[u],
-                    id: id_key(user),
-                    user,
-                    slot: 0,
-                });
-                counts.push(events[u] as u64);
-                lv.extend_from_slice(&by_level[u * levels..(u + 1) * levels]);
+                users.push((u * RANGES + t) as UserIx);
+                counts.push(events[u]);
+                out.extend_from_slice(&sums[u * width..(u + 1) * width]);
             }
-            Ok((entries, counts, lv))
+            Ok((users, counts, out))
         })
         .collect();
-    let (mut entries, mut events, mut by_level) = (Vec::new(), Vec::new(), Vec::new());
-    for part in parts {
-        let (e, c, l) = part?;
-        entries.extend(e);
-        events.extend(c);
-        by_level.extend(l);
+    let parts: Vec<Part<T>> = parts.into_iter().collect::<Result<_>>()?;
+    let paid: usize = parts.iter().map(|p| p.0.len()).sum();
+    let (mut users, mut events) = (Vec::with_capacity(paid), Vec::with_capacity(paid));
+    let mut sums = Vec::with_capacity(paid * width);
+    for (u, e, s) in parts {
+        users.extend(u);
+        events.extend(e);
+        sums.extend(s);
     }
-    for (s, e) in entries.iter_mut().enumerate() {
-        e.slot = s as u32;
-    }
-    entries.par_sort_unstable_by(|x, y| {
-        y.credit
-            .cmp_total(&x.credit)
-            .then(x.id.cmp(&y.id))
-            .then_with(|| ids.get(x.user).cmp(&ids.get(y.user)))
-    });
+    let order = leaderboard(forest, &users, |i| sums[i * width]);
+    let column = |f: &(dyn Fn(usize) -> T + Sync)| -> Vec<T> {
+        order.par_iter().map(|&i| f(i as usize)).collect()
+    };
     Ok(Totals {
-        beneficiary: entries.iter().map(|e| e.user).collect(),
-        credit: entries.iter().map(|e| e.credit).collect(),
-        events: entries.iter().map(|e| events[e.slot as usize]).collect(),
-        by_level: (0..levels)
-            .map(|k| {
-                entries
-                    .iter()
-                    .map(|e| by_level[e.slot as usize * levels + k])
-                    .collect()
-            })
+        beneficiary: order.par_iter().map(|&i| users[i as usize]).collect(),
+        credit: column(&|i| sums[i * width]),
+        events: order
+            .par_iter()
+            .map(|&i| events[i as usize] as u64)
+            .collect(),
+        by_level: (1..width)
+            .map(|k| column(&|i| sums[i * width + k]))
             .collect(),
     })
+}
+
+/// Indices into `users` by credit descending, ties by id. Integer ids and
+/// amounts with a 64-bit order key sort as packed integers; string ids or
+/// decimal amounts through a comparator.
+fn leaderboard<T: Money>(
+    forest: &Forest,
+    users: &[UserIx],
+    credit: impl Fn(usize) -> T + Sync,
+) -> Vec<u32> {
+    let ids = forest.ids();
+    if let (IdValues::Int(id), Some(_)) = (ids, T::ZERO.order_key()) {
+        let mut keyed: Vec<(u128, u32)> = (0..users.len())
+            .into_par_iter()
+            .map(|i| {
+                let c = !credit(i).order_key().unwrap_or(0);
+                let key = (c as u128) << 64 | (id[users[i] as usize] as u64 ^ 1 << 63) as u128;
+                (key, i as u32)
+            })
+            .collect();
+        keyed.par_sort_unstable();
+        return keyed.par_iter().map(|&(_, i)| i).collect();
+    }
+    let mut order: Vec<u32> = (0..users.len() as u32).collect();
+    order.par_sort_unstable_by(|&x, &y| {
+        let (x, y) = (x as usize, y as usize);
+        credit(y)
+            .cmp_total(&credit(x))
+            .then_with(|| ids.get(users[x]).cmp(&ids.get(users[y])))
+    });
+    order
 }
