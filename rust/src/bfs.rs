@@ -129,10 +129,11 @@ impl Forest {
 /// previous non-root's: the numbering `layout` would produce.
 pub(crate) fn is_bfs_ordered(parent: &[UserIx]) -> bool {
     let roots = parent.iter().take_while(|&&p| p == NO_USER).count();
-    parent[roots..]
-        .par_windows(2)
-        .all(|w| w[0] != NO_USER && w[1] != NO_USER && w[0] <= w[1])
-        && parent.get(roots).is_none_or(|&p| p != NO_USER)
+    let rest = &parent[roots..];
+    crate::par::all(rest.len().saturating_sub(1), |i| {
+        let (a, b) = (rest[i], rest[i + 1]);
+        a != NO_USER && b != NO_USER && a <= b
+    }) && rest.first().is_none_or(|&p| p != NO_USER)
 }
 
 pub(crate) fn layout(f: &Forest) -> BfsLayout {
