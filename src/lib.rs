@@ -4,7 +4,8 @@
 
 use pyo3::prelude::*;
 
-/// Large blocks on transparent huge pages, freed ones kept for reuse:
+/// Blocks from 256 KB up are the extension's own mappings (huge pages
+/// from 4 MB), freed ones kept for reuse:
 /// first-touch page faults cost more than most passes over the memory
 /// (see `referralgraph_core::alloc`).
 #[global_allocator]

@@ -12,8 +12,8 @@
 //! as jemalloc's decay does) and reused by the next request of the same
 //! class. A request that finds none takes the kept block nearest in size
 //! and resizes it with `mremap` (the kernel moves its pages: no copy, no
-//! fault), so kept blocks neither add to the peak nor go cold; growing
-//! Vecs move their pages the same way. `release_cached()` hands the kept
+//! fault), so kept blocks neither pile up nor go cold (they still count
+//! in the peak until reused); growing Vecs move their pages the same way. `release_cached()` hands the kept
 //! blocks back at once; `REFERRALGRAPH_ALLOC_CACHE_MB=0` turns the cache
 //! off. Smaller blocks go straight to the system allocator.
 //!
@@ -268,7 +268,7 @@ impl Cache {
     /// alignments a page satisfies), the block nearest in size, to be
     /// resized.
     /// Resizing instead of unmapping one block and mapping another keeps
-    /// the pages warm, and kept blocks never add to the process's peak.
+    /// the pages warm and stops kept blocks piling up beside new ones.
     fn find(&mut self, class: usize, align: usize) -> Option<Found> {
         let exact = (0..self.len)
             .find(|&i| self.blocks[i].cap == class && self.blocks[i].ptr.is_multiple_of(align));
@@ -497,7 +497,7 @@ mod tests {
             );
             let three = a.alloc(l3);
             // Another class: the kept block is resized for it (its pages
-            // reused), so kept blocks never add to the peak.
+            // reused), not kept beside a fresh mapping.
             assert_eq!(cached_bytes(), 0, "a miss takes the nearest block");
             *three.add(3 * HUGE - 1) = 4;
             let two = a.alloc(l2);
