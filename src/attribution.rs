@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Decimal128Type, Float64Type, Int64Type, UInt32Type};
+use arrow_array::types::{Decimal128Type, Float64Type, Int64Type, UInt32Type, UInt8Type};
 use arrow_array::{
     Array, ArrayRef, Decimal128Array, Float64Array, Int64Array, UInt32Array, UInt8Array,
 };
@@ -247,6 +247,11 @@ impl EventColumns {
             amount_valid: self.amount_valid.as_deref(),
             ts: self.ts.as_ref().map(|t| (&t.ns[..], t.valid.as_deref())),
             event_id_valid: self.event_id_valid.as_deref(),
+            event_id: self
+                .event_id
+                .as_ref()
+                .and_then(|e| e.as_primitive_opt::<Int64Type>())
+                .map(|e| &e.values()[..]),
             buyer_col: names.user_id,
             amount_col: names.amount,
             ts_col: names.ts.unwrap_or("ts"),
@@ -273,31 +278,13 @@ fn arrow_columns<T: Face>(
         beneficiary,
         level,
         credit,
+        wide,
     } = ledger;
     // Each core column is converted and freed in turn, so the ledger is not
     // held twice over at the peak.
     let ids = forest.ids();
     let rows = UInt32Array::from(event_row);
     let take = |a: &ArrayRef| -> PyResult<ArrayRef> { take_par(a, rows.values(), &rows) };
-    // The buyer's id is the events' own id at that row (sequential reads,
-    // where the graph's id of a user index would be a random one).
-    let buyer_id = match &cols.buyer {
-        IdColumn::Int(a) => take(&(Arc::new(a.clone()) as ArrayRef))?,
-        IdColumn::Str(a) => {
-            let got = take(&(Arc::new(a.clone()) as ArrayRef))?;
-            arrow_cast::cast(&got, &DataType::Utf8).map_err(|e| invalid_err(e.to_string()))?
-        }
-    };
-    let beneficiary_id = gather_ids(ids, &beneficiary);
-    drop(beneficiary);
-    let rate: ArrayRef = Arc::new(Float64Array::from(
-        level
-            .par_iter()
-            .map(|&k| ppm[k as usize - 1] as f64 / 1e6)
-            .collect::<Vec<_>>(),
-    ));
-    let level: ArrayRef = Arc::new(UInt8Array::from(level));
-    let credit = T::to_array(credit, &cols.amounts)?;
     let offset = row_offset.unwrap_or(0) as i64;
     let global_rows = || -> ArrayRef {
         Arc::new(Int64Array::from(
@@ -307,11 +294,55 @@ fn arrow_columns<T: Face>(
                 .collect::<Vec<_>>(),
         ))
     };
-    let event_id: ArrayRef = match &cols.event_id {
-        Some(e) => take(e)?,
-        None => global_rows(),
+    let level: ArrayRef = Arc::new(UInt8Array::from(level));
+    let credit = T::to_array(credit, &cols.amounts)?;
+    let (event_id, buyer_id, beneficiary_id, amount, rate): (ArrayRef, _, _, _, _) = match wide {
+        // Written by the walk: the vectors become the Arrow buffers as they are.
+        Some(w) => {
+            drop(beneficiary);
+            (
+                match &cols.event_id {
+                    Some(e) if e.data_type() != &DataType::Int64 => take(e)?,
+                    None if offset != 0 => global_rows(),
+                    _ => Arc::new(Int64Array::from(w.event_id)),
+                },
+                Arc::new(Int64Array::from(w.buyer_id)) as ArrayRef,
+                Arc::new(Int64Array::from(w.beneficiary_id)) as ArrayRef,
+                T::to_array(w.amount, &cols.amounts)?,
+                Arc::new(Float64Array::from(w.rate)) as ArrayRef,
+            )
+        }
+        None => {
+            // The buyer's id is the events' own id at that row (sequential
+            // reads, where the graph's id of a user index would be a random one).
+            let buyer_id = match &cols.buyer {
+                IdColumn::Int(a) => take(&(Arc::new(a.clone()) as ArrayRef))?,
+                IdColumn::Str(a) => {
+                    let got = take(&(Arc::new(a.clone()) as ArrayRef))?;
+                    arrow_cast::cast(&got, &DataType::Utf8)
+                        .map_err(|e| invalid_err(e.to_string()))?
+                }
+            };
+            let event_id = match &cols.event_id {
+                Some(e) => take(e)?,
+                None => global_rows(),
+            };
+            let levels = level.as_primitive::<UInt8Type>().values();
+            let rate: ArrayRef = Arc::new(Float64Array::from(
+                levels
+                    .par_iter()
+                    .map(|&k| ppm[k as usize - 1] as f64 / 1e6)
+                    .collect::<Vec<_>>(),
+            ));
+            (
+                event_id,
+                buyer_id,
+                gather_ids(ids, &beneficiary),
+                take(&cols.amounts.array())?,
+                rate,
+            )
+        }
     };
-    let amount = take(&cols.amounts.array())?;
     let mut ledger_cols = vec![
         ("event_id", event_id),
         ("buyer_id", buyer_id),

@@ -82,9 +82,10 @@ def test_ledger_is_in_input_event_order_then_level():
 
 def test_event_ids_int_string_or_row_number():
     g = chain(2)
-    for ids in ([10, 20], ["a", "b"]):
+    for ids in ([10, 20], ["a", "b"], pa.array([10, 20], pa.int32())):
         r = g.attribute(pa.table({"user_id": [2, 2], "amount": [10, 10], "event_id": ids}), P3)
-        assert r.ledger.column("event_id").to_pylist() == ids
+        assert r.ledger.column("event_id").to_pylist() == pa.array(ids).to_pylist()
+        assert r.ledger.schema.field("event_id").type == pa.array(ids).type
     r = g.attribute(
         pa.table({"user_id": [2, 2], "amount": [10, 10], "eid": [7, 8]}), P3, event_id="eid"
     )

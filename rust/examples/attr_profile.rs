@@ -21,6 +21,7 @@ fn main() {
         amount_valid: None,
         ts: Some((&e.ts, None)),
         event_id_valid: None,
+        event_id: None,
         buyer_col: "user_id",
         amount_col: "amount",
         ts_col: "ts",

@@ -247,6 +247,7 @@ pub(crate) mod tests {
             amount_valid: None,
             ts: None,
             event_id_valid: None,
+            event_id: None,
             buyer_col: "user_id",
             amount_col: "amount",
             ts_col: "ts",

@@ -26,7 +26,7 @@ use super::policy::{Policy, Qualify};
 use super::ranges::SharedMut;
 use super::totals::{totals, Totals};
 use crate::error::{Error, Issue, IssueKind, OnInvalid, Result};
-use crate::forest::{lookup_ints_par, lookup_par, Forest, NULL_TS, UP};
+use crate::forest::{lookup_par, Forest, NULL_TS, UP};
 use crate::ids::{prefetch, IdSlice, IdValues, UserIx, NO_USER};
 use crate::progress::Progress;
 
@@ -46,6 +46,9 @@ pub struct EventInput<'a, T> {
     pub ts: Option<(&'a [i64], Option<&'a [bool]>)>,
     /// Validity of the event id column, when there is one.
     pub event_id_valid: Option<&'a [bool]>,
+    /// The event ids when they are int64 (the ledger's `event_id` is then
+    /// written by the walk; otherwise it is the input row).
+    pub event_id: Option<&'a [i64]>,
     pub buyer_col: &'a str,
     pub amount_col: &'a str,
     pub ts_col: &'a str,
@@ -60,6 +63,21 @@ pub struct Ledger<T> {
     pub beneficiary: Vec<UserIx>,
     pub level: Vec<u8>,
     pub credit: Vec<T>,
+    /// The output columns the rows above stand for, when the walk could
+    /// write them itself (integer ids, every ancestor qualified): saves
+    /// gathering them by row and user afterwards.
+    pub wide: Option<Wide<T>>,
+}
+
+/// A ledger's output columns, row for row (see `Ledger::wide`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Wide<T> {
+    /// The event's int64 id, or its input row when the events have none.
+    pub event_id: Vec<i64>,
+    pub buyer_id: Vec<i64>,
+    pub beneficiary_id: Vec<i64>,
+    pub amount: Vec<T>,
+    pub rate: Vec<f64>,
 }
 
 impl<T> Default for Ledger<T> {
@@ -69,6 +87,7 @@ impl<T> Default for Ledger<T> {
             beneficiary: Vec::new(),
             level: Vec::new(),
             credit: Vec::new(),
+            wide: None,
         }
     }
 }
@@ -461,7 +480,7 @@ fn prepare<'a, T: Money>(
     }
     let keep = |r: usize| ok.as_ref().is_none_or(|o| o[r]);
     let buyer = match (ev.buyer, forest.ids()) {
-        (IdSlice::Int(keys), IdValues::Int(ids)) => lookup_ints_par(&forest.index, ids, keys, keep),
+        (IdSlice::Int(keys), IdValues::Int(_)) => forest.lookup_ints(keys, keep),
         _ => lookup_par(forest, m, |r| keep(r).then(|| ev.buyer.get(r))),
     };
     Ok((
@@ -639,13 +658,33 @@ fn walk<T: Money>(
             beneficiary: Vec::with_capacity(total),
             level: Vec::with_capacity(total),
             credit: Vec::with_capacity(total),
+            wide: None,
         };
+        // Integer ids: the walk writes the output columns too.
+        let wide_in = match (prep.ev.buyer, forest.ancestor_ids(), forest.ids()) {
+            (IdSlice::Int(keys), Some(up_ids), IdValues::Int(ids)) => Some((keys, up_ids, ids)),
+            _ => None,
+        };
+        let mut wide = wide_in.map(|_| Wide {
+            event_id: Vec::with_capacity(total),
+            buyer_id: Vec::with_capacity(total),
+            beneficiary_id: Vec::with_capacity(total),
+            amount: Vec::with_capacity(total),
+            rate: Vec::with_capacity(total),
+        });
         let cols = (
             SharedMut(ledger.event_row.as_mut_ptr()),
             SharedMut(ledger.beneficiary.as_mut_ptr()),
             SharedMut(ledger.level.as_mut_ptr()),
             SharedMut(ledger.credit.as_mut_ptr()),
         );
+        let wide_cols = wide.as_mut().map(|w| WideCols {
+            event_id: SharedMut(w.event_id.as_mut_ptr()),
+            buyer_id: SharedMut(w.buyer_id.as_mut_ptr()),
+            beneficiary_id: SharedMut(w.beneficiary_id.as_mut_ptr()),
+            amount: SharedMut(w.amount.as_mut_ptr()),
+            rate: SharedMut(w.rate.as_mut_ptr()),
+        });
         let slots = |c: usize| Slots {
             event_row: cols.0,
             beneficiary: cols.1,
@@ -659,7 +698,20 @@ fn walk<T: Money>(
             .map(|c| {
                 advance(c)?;
                 let mut out = slots(c);
-                walk_rows(forest, prep, policy, qual, &rows_of(c), &mut out)?;
+                match (&wide_cols, wide_in) {
+                    (Some(w), Some((keys, up_ids, ids))) => {
+                        let src = WideSource {
+                            keys,
+                            up_ids,
+                            ids,
+                            event_id: prep.ev.event_id,
+                        };
+                        walk_rows_wide(forest, prep, policy, &src, &rows_of(c), &mut out, w);
+                    }
+                    _ => {
+                        walk_rows(forest, prep, policy, qual, &rows_of(c), &mut out)?;
+                    }
+                }
                 Ok(out.at == out.end)
             })
             .collect();
@@ -667,13 +719,22 @@ fn walk<T: Money>(
             assert!(f?, "ledger slots left unwritten");
         }
         // SAFETY: every chunk wrote each of its slots exactly once (checked
-        // above), and the slots of all chunks cover 0..total.
+        // above), and the slots of all chunks cover 0..total; the walk
+        // writes the wide columns' slots with the others.
         unsafe {
             ledger.event_row.set_len(total);
             ledger.beneficiary.set_len(total);
             ledger.level.set_len(total);
             ledger.credit.set_len(total);
+            if let Some(w) = wide.as_mut() {
+                w.event_id.set_len(total);
+                w.buyer_id.set_len(total);
+                w.beneficiary_id.set_len(total);
+                w.amount.set_len(total);
+                w.rate.set_len(total);
+            }
         }
+        ledger.wide = wide;
         return Ok((ledger, T::ZERO));
     }
     let chunks: Vec<Result<(Ledger<T>, T)>> = (0..nchunks)
@@ -695,6 +756,7 @@ fn walk<T: Money>(
         beneficiary: concat_par(&chunks, |l| &l.beneficiary),
         level: concat_par(&chunks, |l| &l.level),
         credit: concat_par(&chunks, |l| &l.credit),
+        wide: None,
     };
     Ok((ledger, forfeited))
 }
@@ -757,6 +819,92 @@ fn walk_rows<T: Money, S: Sink<T>>(
     Ok(forfeited)
 }
 
+/// Where the wide columns come from: the events' buyer keys and int64
+/// event ids, the ancestors' ids.
+struct WideSource<'a> {
+    keys: &'a [i64],
+    up_ids: &'a [[i64; UP]],
+    ids: &'a [i64],
+    event_id: Option<&'a [i64]>,
+}
+
+/// The wide columns' pointers; written at the same slots as `Slots`.
+struct WideCols<T> {
+    event_id: SharedMut<i64>,
+    buyer_id: SharedMut<i64>,
+    beneficiary_id: SharedMut<i64>,
+    amount: SharedMut<T>,
+    rate: SharedMut<f64>,
+}
+
+/// [`walk_rows`] when every ancestor qualifies and ids are integers: ancestor
+/// k takes level k, and each row's output columns are written with it (the
+/// beneficiaries' ids from `ancestor_ids`, fetched with the chain).
+fn walk_rows_wide<T: Money>(
+    forest: &Forest,
+    prep: &Prepared<'_, T>,
+    policy: &Policy<T>,
+    src: &WideSource<'_>,
+    rows: &[usize],
+    out: &mut Slots<T>,
+    w: &WideCols<T>,
+) {
+    let (up, parent) = (forest.ancestors(), forest.parent());
+    let levels = policy.levels();
+    let rates: Vec<f64> = policy.ppm.iter().map(|&p| p as f64 / 1e6).collect();
+    // A pipeline: the chain of the event AHEAD rows on is fetched while
+    // this one is written, so a steady number of misses is in flight.
+    const AHEAD: usize = 2 * GROUP;
+    for &r in rows.iter().take(AHEAD) {
+        let b = prep.buyer[r] as usize;
+        prefetch(&up[b]);
+        prefetch(&src.up_ids[b]);
+    }
+    for (i, &r) in rows.iter().enumerate() {
+        if let Some(&next) = rows.get(i + AHEAD) {
+            let b = prep.buyer[next] as usize;
+            prefetch(&up[b]);
+            prefetch(&src.up_ids[b]);
+        }
+        let b = prep.buyer[r] as usize;
+        let (chain, chain_ids) = (&up[b], &src.up_ids[b]);
+        let amount = prep.ev.amount[r];
+        let event_id = src.event_id.map_or(r as i64, |e| e[r]);
+        let key = src.keys[r];
+        let mut level = 0usize;
+        let mut a = chain[0];
+        while a != NO_USER && level < levels {
+            let id = if level < UP {
+                chain_ids[level]
+            } else {
+                src.ids[a as usize]
+            };
+            let at = out.at;
+            out.push(
+                r as u32,
+                a,
+                level as u8 + 1,
+                amount.credit(policy.ppm[level]),
+            );
+            // SAFETY: `push` checked `at` against this chunk's slots,
+            // which the wide columns share (same capacity).
+            unsafe {
+                *w.event_id.ptr().add(at) = event_id;
+                *w.buyer_id.ptr().add(at) = key;
+                *w.beneficiary_id.ptr().add(at) = id;
+                *w.amount.ptr().add(at) = amount;
+                *w.rate.ptr().add(at) = rates[level];
+            }
+            level += 1;
+            a = if level < UP {
+                chain[level]
+            } else {
+                parent[a as usize]
+            };
+        }
+    }
+}
+
 /// Concatenates one column of the chunk ledgers, copying chunks in parallel.
 fn concat_par<T: Money, C: Copy + Send + Sync>(
     chunks: &[(Ledger<T>, T)],
@@ -786,4 +934,100 @@ fn concat_par<T: Money, C: Copy + Send + Sync>(
 pub(crate) fn in_window(joined: &[i64], b: UserIx, t: i64, window_ns: i64) -> bool {
     let j = joined[b as usize];
     j != NULL_TS && j <= t && t <= j.saturating_add(window_ns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forest::test_forest;
+    use crate::rng::Rng;
+
+    /// A forest of `n` users with sparse ids and chains deeper than `UP`
+    /// (most users join under one of the last few).
+    fn deep_forest(n: usize, rng: &mut Rng) -> (Vec<i64>, Forest) {
+        let users: Vec<i64> = (0..n as i64).map(|i| i * 7_919 + 13).collect();
+        let referrers: Vec<Option<i64>> = (0..n)
+            .map(|i| match i {
+                0 => None,
+                _ if rng.below(10) == 0 => None,
+                _ => Some(users[i - 1 - rng.below(i.min(3) as u64) as usize]),
+            })
+            .collect();
+        (users.clone(), test_forest(&users, &referrers))
+    }
+
+    /// Parent pointers followed one by one: the rows the batch walk must
+    /// write when every ancestor qualifies.
+    fn naive(f: &Forest, buyers: &[i64], amounts: &[i64], ppm: &[u32]) -> Vec<(u32, i64, u8, i64)> {
+        let IdValues::Int(ids) = f.ids() else {
+            unreachable!("integer test ids")
+        };
+        let mut rows = Vec::new();
+        for (r, (&b, &x)) in buyers.iter().zip(amounts).enumerate() {
+            let Some(mut u) = (0..ids.len()).find(|&u| ids[u] == b) else {
+                continue;
+            };
+            for (k, &p) in ppm.iter().enumerate() {
+                match f.parent()[u] {
+                    NO_USER => break,
+                    a => {
+                        rows.push((r as u32, ids[a as usize], k as u8 + 1, x.credit(p)));
+                        u = a as usize;
+                    }
+                }
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn walk_writes_the_output_columns_of_every_row() {
+        let mut rng = Rng::new(11, 0);
+        let (users, f) = deep_forest(3_000, &mut rng);
+        assert!(
+            f.max_depth() as usize > 2 * UP,
+            "chains longer than the table"
+        );
+        let m = 20_000;
+        let buyers: Vec<i64> = (0..m)
+            .map(|_| match rng.below(20) {
+                0 => -5, // unknown
+                _ => users[rng.below(users.len() as u64) as usize],
+            })
+            .collect();
+        let amounts: Vec<i64> = (0..m).map(|_| rng.below(100_000) as i64 - 10_000).collect();
+        let event_ids: Vec<i64> = (0..m as i64).map(|r| 1_000_000 - 3 * r).collect();
+        let rates = [
+            0.1, 0.05, 0.02, 0.01, 0.01, 0.005, 0.005, 0.001, 0.001, 0.001,
+        ];
+        let policy = Policy::new(&rates, None, None, Qualify::Always, false, None).unwrap();
+        let want = naive(&f, &buyers, &amounts, &policy.ppm);
+        for ids in [None, Some(&event_ids[..])] {
+            let mut ev = crate::scores::tests::events(&buyers, &amounts);
+            ev.event_id = ids;
+            let got = attribute(&f, &ev, &policy, OnInvalid::Raise).unwrap();
+            let l = &got.ledger;
+            let w = l.wide.as_ref().expect("integer ids: wide columns");
+            let rows: Vec<(u32, i64, u8, i64)> = (0..l.len())
+                .map(|i| (l.event_row[i], w.beneficiary_id[i], l.level[i], l.credit[i]))
+                .collect();
+            assert_eq!(rows, want);
+            for i in 0..l.len() {
+                let r = l.event_row[i] as usize;
+                assert_eq!(w.buyer_id[i], buyers[r]);
+                assert_eq!(w.amount[i], amounts[r]);
+                assert_eq!(w.event_id[i], ids.map_or(r as i64, |e| e[r]));
+                assert_eq!(w.rate[i], rates[l.level[i] as usize - 1]);
+                let IdValues::Int(gids) = f.ids() else {
+                    unreachable!()
+                };
+                assert_eq!(gids[l.beneficiary[i] as usize], w.beneficiary_id[i]);
+            }
+        }
+        // A qualification rule takes the general walk, without wide columns.
+        let purchased = Policy::new(&rates, None, None, Qualify::Purchased, false, None).unwrap();
+        let ev = crate::scores::tests::events(&buyers, &amounts);
+        let got = attribute(&f, &ev, &purchased, OnInvalid::Raise).unwrap();
+        assert!(got.ledger.wide.is_none());
+    }
 }

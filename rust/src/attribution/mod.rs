@@ -16,6 +16,7 @@ pub mod totals;
 
 pub use engine::{
     attribute, attribute_global, Attribution, EventInput, Global, Ledger, Qualification, Stats,
+    Wide,
 };
 pub use limits::cap_sorted;
 pub use money::Money;
