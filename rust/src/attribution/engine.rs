@@ -9,7 +9,8 @@
 //!    are put in (ts, input row) order only for first-N and `MinSpend`.
 //! 4. Walk each eligible event's chain in parallel over fixed chunks of
 //!    input rows, written in chunk order, so the ledger is in input order
-//!    and identical on any number of threads.
+//!    and identical on any number of threads. With integer ids and every
+//!    ancestor qualified, the walk also writes the output columns (`Wide`).
 //! 5. Apply caps (`limits`), then sum totals (`totals`) and stats in a
 //!    fixed order (deterministic for floats too).
 //!
