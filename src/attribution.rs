@@ -269,7 +269,7 @@ fn arrow_columns<T: Face>(
     cols: &EventColumns,
     ledger: attr::Ledger<T>,
     totals: attr::Totals<T>,
-    ppm: &[u32],
+    rates: &[f64],
     levels: usize,
     row_offset: Option<u64>,
 ) -> PyResult<(Columns, Vec<(String, ArrayRef)>)> {
@@ -280,8 +280,9 @@ fn arrow_columns<T: Face>(
         credit,
         wide,
     } = ledger;
-    // Each core column is converted and freed in turn, so the ledger is not
-    // held twice over at the peak.
+    // Columns the walk wrote (`wide`) are handed over as they are; the
+    // others are gathered by row or user, each core column freed once
+    // converted, so the ledger is not held twice over at the peak.
     let ids = forest.ids();
     let rows = UInt32Array::from(event_row);
     let take = |a: &ArrayRef| -> PyResult<ArrayRef> { take_par(a, rows.values(), &rows) };
@@ -331,7 +332,7 @@ fn arrow_columns<T: Face>(
             let rate: ArrayRef = Arc::new(Float64Array::from(
                 levels
                     .par_iter()
-                    .map(|&k| ppm[k as usize - 1] as f64 / 1e6)
+                    .map(|&k| rates[k as usize - 1])
                     .collect::<Vec<_>>(),
             ));
             (
@@ -433,7 +434,7 @@ fn run<T: Face>(
     let input = cols.input(values, names);
     let f = forest.clone();
     let levels = policy.levels();
-    let ppm = policy.ppm.clone();
+    let rates = policy.rates();
     let (global, row_offset) = match dist {
         Some(d) => {
             let (g, off) = distributed_state::<T>(d, &policy)?;
@@ -454,7 +455,7 @@ fn run<T: Face>(
     // Gathering ids, amounts and event ids into Arrow columns is a pass
     // over the whole ledger: without the GIL, like the core.
     let (ledger_cols, tcols) =
-        py.detach(|| arrow_columns::<T>(forest, cols, ledger, totals, &ppm, levels, row_offset))?;
+        py.detach(|| arrow_columns::<T>(forest, cols, ledger, totals, &rates, levels, row_offset))?;
     let ledger = to_pyarrow(py, ledger_cols)?;
     let totals = to_pyarrow(
         py,

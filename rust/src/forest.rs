@@ -203,19 +203,7 @@ impl Forest {
         let Some(keyed) = self.keyed.get_or_init(|| self.index.keyed(ids)).as_ref() else {
             return lookup_ints_par(&self.index, ids, keys, keep);
         };
-        let mut out = vec![NO_USER; keys.len()];
-        out.par_chunks_mut(LOOKUP_CHUNK)
-            .enumerate()
-            .for_each(|(c, o)| {
-                let r0 = c * LOOKUP_CHUNK;
-                keyed.get_many(&keys[r0..r0 + o.len()], o);
-                for (i, x) in o.iter_mut().enumerate() {
-                    if !keep(r0 + i) {
-                        *x = NO_USER;
-                    }
-                }
-            });
-        out
+        lookup_chunks(keys, keep, |k, o| keyed.get_many(k, o))
     }
     /// Children in CSR: `children[offsets[u]..offsets[u + 1]]` are u's, in
     /// index order. Built once, on first use (O(n)).
@@ -480,12 +468,22 @@ pub(crate) fn lookup_ints_par(
     keys: &[i64],
     keep: impl Fn(usize) -> bool + Sync,
 ) -> Vec<u32> {
+    lookup_chunks(keys, keep, |k, o| index.get_many_int(k, ids, o))
+}
+
+/// `fill(keys, out)` over parallel chunks of `keys`, then rows that are not
+/// `keep(row)` set to `NO_USER`.
+fn lookup_chunks(
+    keys: &[i64],
+    keep: impl Fn(usize) -> bool + Sync,
+    fill: impl Fn(&[i64], &mut [u32]) + Sync,
+) -> Vec<u32> {
     let mut out = vec![NO_USER; keys.len()];
     out.par_chunks_mut(LOOKUP_CHUNK)
         .enumerate()
         .for_each(|(c, o)| {
             let r0 = c * LOOKUP_CHUNK;
-            index.get_many_int(&keys[r0..r0 + o.len()], ids, o);
+            fill(&keys[r0..r0 + o.len()], o);
             for (i, x) in o.iter_mut().enumerate() {
                 if !keep(r0 + i) {
                     *x = NO_USER;

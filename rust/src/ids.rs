@@ -231,6 +231,14 @@ fn region_len(table_len: usize) -> usize {
     table_len.min(REGION)
 }
 
+/// The slot after `i` in a table of `table_len` slots: linear probing
+/// that wraps inside `i`'s region.
+#[inline]
+fn next_slot(i: usize, table_len: usize) -> usize {
+    let rmask = region_len(table_len) - 1;
+    (i & !rmask) | ((i + 1) & rmask)
+}
+
 /// A slot of [`KeyedSlots`]: an integer key beside its value, so one
 /// cache line answers a probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,7 +278,6 @@ impl KeyedSlots {
     /// home slot of the key AHEAD places on before probing this one.
     pub fn get_many(&self, keys: &[i64], out: &mut [u32]) {
         const AHEAD: usize = 24;
-        let rmask = region_len(self.slots.len()) - 1;
         let home = |k: i64| (mix64(k as u64) >> self.shift) as usize;
         for &k in keys.iter().take(AHEAD) {
             prefetch(&self.slots[home(k)]);
@@ -285,7 +292,7 @@ impl KeyedSlots {
                 if s.value == NO_USER || s.key == k {
                     break s.value;
                 }
-                i = (i & !rmask) | ((i + 1) & rmask);
+                i = next_slot(i, self.slots.len());
             };
         }
     }
@@ -351,8 +358,7 @@ impl HashIndex {
     /// The slot after `i`: linear probing that wraps inside `i`'s region.
     #[inline]
     fn next(&self, i: usize) -> usize {
-        let rmask = region_len(self.slots.len()) - 1;
-        (i & !rmask) | ((i + 1) & rmask)
+        next_slot(i, self.slots.len())
     }
 
     #[inline]

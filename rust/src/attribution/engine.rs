@@ -666,6 +666,7 @@ fn walk<T: Money>(
             (IdSlice::Int(keys), Some(up_ids), IdValues::Int(ids)) => Some((keys, up_ids, ids)),
             _ => None,
         };
+        let rates = policy.rates();
         let mut wide = wide_in.map(|_| Wide {
             event_id: Vec::with_capacity(total),
             buyer_id: Vec::with_capacity(total),
@@ -706,6 +707,7 @@ fn walk<T: Money>(
                             up_ids,
                             ids,
                             event_id: prep.ev.event_id,
+                            rates: &rates,
                         };
                         walk_rows_wide(forest, prep, policy, &src, &rows_of(c), &mut out, w);
                     }
@@ -827,6 +829,8 @@ struct WideSource<'a> {
     up_ids: &'a [[i64; UP]],
     ids: &'a [i64],
     event_id: Option<&'a [i64]>,
+    /// The rate of each level.
+    rates: &'a [f64],
 }
 
 /// The wide columns' pointers; written at the same slots as `Slots`.
@@ -852,7 +856,6 @@ fn walk_rows_wide<T: Money>(
 ) {
     let (up, parent) = (forest.ancestors(), forest.parent());
     let levels = policy.levels();
-    let rates: Vec<f64> = policy.ppm.iter().map(|&p| p as f64 / 1e6).collect();
     // A pipeline: the chain of the event AHEAD rows on is fetched while
     // this one is written, so a steady number of misses is in flight.
     const AHEAD: usize = 2 * GROUP;
@@ -894,7 +897,7 @@ fn walk_rows_wide<T: Money>(
                 *w.buyer_id.ptr().add(at) = key;
                 *w.beneficiary_id.ptr().add(at) = id;
                 *w.amount.ptr().add(at) = amount;
-                *w.rate.ptr().add(at) = rates[level];
+                *w.rate.ptr().add(at) = src.rates[level];
             }
             level += 1;
             a = if level < UP {

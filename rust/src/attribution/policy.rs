@@ -87,6 +87,11 @@ impl<T: Money> Policy<T> {
         self.ppm.len()
     }
 
+    /// The ledger's `rate` of each level: its ppm / 1e6.
+    pub fn rates(&self) -> Vec<f64> {
+        self.ppm.iter().map(|&p| p as f64 / 1e6).collect()
+    }
+
     /// True when credit depends on earlier events (a session must keep state).
     pub fn is_stateful(&self) -> bool {
         !matches!(self.qualify, Qualify::Always)
@@ -112,6 +117,7 @@ mod tests {
         assert!(p(&[f64::NAN]).is_err());
         assert!(p(&[]).is_err());
         assert_eq!(p(&[0.1, 0.05]).unwrap().ppm, vec![100_000, 50_000]);
+        assert_eq!(p(&[0.1, 0.05]).unwrap().rates(), vec![0.1, 0.05]);
     }
 
     #[test]
