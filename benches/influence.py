@@ -38,10 +38,10 @@ sys.path.insert(0, __file__.rsplit("/", 1)[0])
 import referralgraph as rg
 from _util import median_time, peak_during
 from referralgraph.social import degree_heuristics
-from referralgraph.testing.datasets import edge_list
+from referralgraph.testing.datasets import data_dir, edge_list
 from referralgraph.testing.peers import cynetdiff_model
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = data_dir(Path(__file__).resolve().parents[2] / "shared" / "data")
 
 # name, file, undirected (as the IM literature uses it)
 NETWORKS = [

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import referralgraph as rg
-from referralgraph.testing.datasets import twitter_cascades
+from referralgraph.testing.datasets import data_dir, twitter_cascades
 
 DEFAULT = (
-    Path(__file__).resolve().parents[2] / "shared" / "data" / "twitter1516_cascade_edges.tsv.gz"
+    data_dir(Path(__file__).resolve().parents[2] / "shared" / "data")
+    / "twitter1516_cascade_edges.tsv.gz"
 )
 
 

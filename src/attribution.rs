@@ -21,7 +21,7 @@ use crate::arrow_io::{
     gather_ids, int64_values, is_string, to_pyarrow, IdColumn, InputTable, Timestamps,
 };
 use crate::errors::{invalid_err, schema_err, PyCoreErr};
-use crate::gil::{enter_core, enter_watched, guard};
+use crate::gil::{detached, enter_core, enter_watched, guard};
 use crate::graph::{issues_table, parse_on_invalid, PyReferralGraph};
 
 /// The amount column, normalised: int64, decimal128 (precision, scale) or float64.
@@ -454,8 +454,9 @@ fn run<T: Face>(
     } = out;
     // Gathering ids, amounts and event ids into Arrow columns is a pass
     // over the whole ledger: without the GIL, like the core.
-    let (ledger_cols, tcols) =
-        py.detach(|| arrow_columns::<T>(forest, cols, ledger, totals, &rates, levels, row_offset))?;
+    let (ledger_cols, tcols) = detached(py, || {
+        arrow_columns::<T>(forest, cols, ledger, totals, &rates, levels, row_offset)
+    })?;
     let ledger = to_pyarrow(py, ledger_cols)?;
     let totals = to_pyarrow(
         py,

@@ -90,6 +90,16 @@ where
     }
 }
 
+/// Like `enter_core`, for binding work (no core error type) that needs no
+/// Python objects: without the GIL, a panic turned into an error.
+pub(crate) fn detached<T, F>(py: Python<'_>, f: F) -> PyResult<T>
+where
+    T: Send,
+    F: Send + FnOnce() -> PyResult<T>,
+{
+    py.detach(|| guard(f))
+}
+
 /// Like `enter_core`, for work that holds Python objects (no GIL release).
 pub(crate) fn guard<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {

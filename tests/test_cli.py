@@ -144,6 +144,47 @@ def test_on_invalid_drop_writes_the_issues_next_to_the_output(files, tmp_path):
     assert issues.column("table").to_pylist() == ["events"]
 
 
+def test_on_invalid_drop_on_the_referrals_of_every_forest_command(files, tmp_path):
+    referrals = pq.read_table(files["referrals"]).slice(0, 1000)
+    refs = referrals.column("referrer_id").to_pylist()
+    refs[5] = referrals.column("user_id")[5].as_py()  # a self-referral
+    bad = referrals.set_column(
+        referrals.schema.get_field_index("referrer_id"), "referrer_id", pa.array(refs, pa.int64())
+    )
+    pq.write_table(bad, tmp_path / "bad.parquet")
+    events = files["parts"]
+    commands = {
+        "reach": ("reach", "-r", tmp_path / "bad.parquet", "-o", tmp_path / "reach.parquet"),
+        "scores": (
+            "scores",
+            "-r",
+            tmp_path / "bad.parquet",
+            "-e",
+            events,
+            "-o",
+            tmp_path / "scores.parquet",
+        ),
+        "report": (
+            "report",
+            "-r",
+            tmp_path / "bad.parquet",
+            "-e",
+            events,
+            "--policy",
+            files["policy"],
+            "-o",
+            tmp_path / "report.html",
+        ),
+    }
+    for name, args in commands.items():
+        assert run(*args) == EXIT_INPUT, name
+        assert run(*args, "--on-invalid", "drop") == 0, name
+        issues = pq.read_table(tmp_path / f"{name}.issues.parquet")
+        assert issues.column("row").to_pylist() == [5], name
+        assert issues.column("table").to_pylist() == ["referrals"], name
+    assert pq.read_table(tmp_path / "reach.parquet").num_rows == 1000
+
+
 def test_reach_scores_match_the_api(files, api, tmp_path):
     g, events = api
     assert (

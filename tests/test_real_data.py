@@ -10,9 +10,9 @@ import pyarrow.compute as pc
 import pytest
 import referralgraph as rg
 from referralgraph.testing import reference
-from referralgraph.testing.datasets import beibei_program, twitter_cascades
+from referralgraph.testing.datasets import beibei_program, data_dir, twitter_cascades
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = data_dir(Path(__file__).resolve().parents[2] / "shared" / "data")
 BEIBEI = DATA / "beibei_groupbuy_test.txt"
 TWITTER = DATA / "twitter1516_cascade_edges.tsv.gz"
 

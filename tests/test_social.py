@@ -18,10 +18,10 @@ from _threads import assert_releases_the_gil, outputs_per_thread_count
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from referralgraph.social import degree_heuristics
-from referralgraph.testing.datasets import edge_list
+from referralgraph.testing.datasets import data_dir, edge_list
 from referralgraph.testing.peers import cynetdiff_model
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = data_dir(Path(__file__).resolve().parents[2] / "shared" / "data")
 NETHEPT = DATA / "nethept_wc.txt"
 EMAIL = DATA / "email_eu_core.txt"
 needs_data = pytest.mark.skipif(not NETHEPT.exists(), reason=f"{NETHEPT} not found")

@@ -229,7 +229,8 @@ def _write_issues(issues: Any, out: Path) -> None:
     from . import io
 
     if issues is not None and issues.num_rows:
-        path = io.sibling(out, "issues")
+        # Always parquet, whatever the output is (report.html -> report.issues.parquet).
+        path = io.sibling(out.with_suffix(".parquet"), "issues")
         io.write_parquet(issues, path)
         _echo(f"issues: {issues.num_rows:,} rows left out -> {path}")
 
@@ -284,16 +285,14 @@ def attribute(
     log.info("attribution stats", extra={"fields": s})
 
 
-def _concat_issues(a: Any, b: Any) -> Any:
+def _concat_issues(referrals: Any, events: Any | None = None) -> Any:
     """Rows left out of the referrals and of the events, in one table with
     a ``table`` column saying which."""
     import pyarrow as pa
 
+    tagged = [(referrals, "referrals")] + ([(events, "events")] if events is not None else [])
     return pa.concat_tables(
-        [
-            a.append_column("table", pa.array(["referrals"] * a.num_rows, pa.string())),
-            b.append_column("table", pa.array(["events"] * b.num_rows, pa.string())),
-        ]
+        [t.append_column("table", pa.array([name] * t.num_rows, pa.string())) for t, name in tagged]
     )
 
 
@@ -310,6 +309,7 @@ def reach(
     precision: Annotated[int, typer.Option(help="HyperLogLog precision.")] = 10,
     src: Annotated[str, typer.Option(help="Edge source column.")] = "src",
     dst: Annotated[str, typer.Option(help="Edge target column.")] = "dst",
+    on_invalid: OnInvalidOpt = "raise",
 ) -> None:
     """Per-user reach: on the referral forest (level_1..level_K, descendants,
     height) or, with --edges, distinct users within 1..k hops of a social graph.
@@ -319,9 +319,10 @@ def reach(
     if (referrals is None) == (edges is None):
         raise typer.BadParameter("give exactly one of --referrals or --edges")
     if referrals is not None:
-        g = _graph(referrals)
+        g = _graph(referrals, on_invalid)
         with step("reach"):
             table = g.reach(max_depth=max_depth)
+        _write_issues(_concat_issues(g.issues), out)
     else:
         assert edges is not None
         sg = _social(edges, src, dst, 0.0)
@@ -336,16 +337,19 @@ def scores(
     events: EventsOpt,
     out: OutOpt,
     max_depth: Annotated[int, typer.Option(help="Levels of downstream amount.")] = 3,
+    on_invalid: OnInvalidOpt = "raise",
 ) -> None:
     """Per-user scores and tiers (core, advocate, active, dormant).
+    --on-invalid applies to the referrals (scores take no bad events).
 
     Example: referralgraph scores -r referrals.parquet -e events.parquet -o scores.parquet
     """
-    g = _graph(referrals)
+    g = _graph(referrals, on_invalid)
     ev = _events(events)
     with step("scores"):
         table = g.scores(ev, max_depth=max_depth)
     _write(table, out, "scores")
+    _write_issues(_concat_issues(g.issues), out)
 
 
 def _social(edges: Path, src: str, dst: str, p: float | str) -> Any:
@@ -440,6 +444,7 @@ def report(
     ] = None,
     spend: Annotated[Path | None, typer.Option(help="channel, spend table (adds ROI).")] = None,
     max_depth: Annotated[int, typer.Option(help="Levels of reach.")] = 3,
+    on_invalid: OnInvalidOpt = "raise",
 ) -> None:
     """One self-contained HTML page: pyramid, reach distribution, channel ROI,
     credit by level, top beneficiaries, program metrics.
@@ -451,17 +456,19 @@ def report(
     from . import report as rep
     from .policy import Policy
 
-    g = _graph(referrals)
+    g = _graph(referrals, on_invalid)
     ev = _events(events)
     result = None
     if policy is not None:
         pol = Policy.from_toml(policy)
         with step("attributing") as progress:
-            result = g.attribute(ev, pol, progress=progress)
+            mode = cast('Literal["raise", "drop"]', on_invalid)
+            result = g.attribute(ev, pol, on_invalid=mode, progress=progress)
     sp = io.read_table(spend, state.fmt) if spend is not None else None
     with step("report"):
         rep.write(out, g, ev, result=result, spend=sp, max_depth=max_depth)
     _echo(f"report -> {out}")
+    _write_issues(_concat_issues(g.issues, None if result is None else result.issues), out)
 
 
 @app.command()

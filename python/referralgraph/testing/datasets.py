@@ -7,14 +7,22 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["beibei_program", "edge_list", "twitter_cascades"]
+__all__ = ["beibei_program", "data_dir", "edge_list", "twitter_cascades"]
 
 _T0 = dt.datetime(2020, 1, 1)
+
+
+def data_dir(default: str | os.PathLike[str]) -> Path:
+    """Where the public data sets are: ``$REFERRALGRAPH_DATA`` when set,
+    else ``default`` (the tests and benchmarks pass ``../shared/data``
+    beside the checkout, so a clone elsewhere sets the variable)."""
+    return Path(os.environ.get("REFERRALGRAPH_DATA") or default)
 
 
 def beibei_program(paths: Iterable[str | os.PathLike[str]]) -> tuple[pa.Table, pa.Table]:
