@@ -35,6 +35,8 @@ mod synthetic;
 
 #[pymodule(gil_used = false)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // Kept blocks must expire even if the process stops calling us.
+    referralgraph_core::alloc::start_reaper();
     m.add_class::<graph::PyReferralGraph>()?;
     m.add_class::<attribution::PySession>()?;
     m.add_class::<social::PySocialGraph>()?;

@@ -9,8 +9,11 @@
 //! an attribution call after three idle seconds took 0.84 s instead of
 //! 0.26 s. So blocks from 256 KB up are private mappings in size classes;
 //! freed ones are kept (up to 1/8 of RAM, at most 4 GiB, for at most 10 s,
-//! as jemalloc's decay does) and reused by the next request of the same
-//! class. A request that finds none takes the kept block nearest in size
+//! as jemalloc's decay does; beyond that up to half the RAM for at most
+//! 1 s, so the next call of a loop over large inputs finds its memory) and
+//! reused by the next request of the same class. A reaper thread
+//! (`start_reaper`) gives blocks back when they expire, whether or not the
+//! process calls the allocator again. A request that finds none takes the kept block nearest in size
 //! and resizes it with `mremap` (the kernel moves its pages: no copy, no
 //! fault), so kept blocks neither pile up nor go cold (they still count
 //! in the peak until reused); growing Vecs move their pages the same way. `release_cached()` hands the kept
@@ -37,8 +40,12 @@ const PAGE_64K: usize = 64 << 10;
 const PAGE_4K: usize = 4 << 10;
 /// Freed blocks kept at most.
 const SLOTS: usize = 256;
-/// A kept block unused this long is given back on the next large call.
+/// A kept block unused this long is given back.
 const DECAY_NS: u64 = 10_000_000_000;
+/// Kept bytes beyond the base limit (up to the burst limit) are given back
+/// after this long: enough for the next call of a loop to reuse them, short
+/// enough that other work after the loop finds the memory free.
+const BURST_DECAY_NS: u64 = 1_000_000_000;
 
 pub struct HugePageAlloc;
 
@@ -155,7 +162,7 @@ struct Cache {
     bytes: usize,
 }
 
-static CACHE: Mutex<Cache> = Mutex::new(Cache {
+const EMPTY: Cache = Cache {
     blocks: [Kept {
         ptr: 0,
         cap: 0,
@@ -163,10 +170,24 @@ static CACHE: Mutex<Cache> = Mutex::new(Cache {
     }; SLOTS],
     len: 0,
     bytes: 0,
-});
+};
 
-/// `usize::MAX` until read from the environment on first use.
-static LIMIT: AtomicUsize = AtomicUsize::new(usize::MAX);
+static CACHE: Mutex<Cache> = Mutex::new(EMPTY);
+
+/// Kept bytes at most for `DECAY_NS` (`usize::MAX` until read from the
+/// environment on first use), and at most for `BURST_DECAY_NS`.
+static BASE: AtomicUsize = AtomicUsize::new(usize::MAX);
+static BURST: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+#[derive(Clone, Copy)]
+struct Limits {
+    base: usize,
+    burst: usize,
+}
+
+/// The thread that gives expired blocks back when nothing else calls the
+/// allocator (see [`start_reaper`]).
+static REAPER: std::sync::OnceLock<Option<std::thread::Thread>> = std::sync::OnceLock::new();
 
 /// Mappings taken out of the cache, unmapped after the lock is dropped
 /// (unmapping takes a while).
@@ -205,11 +226,15 @@ fn now_ns() -> u64 {
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
-/// The cache's byte limit (read once; no allocation, as an allocator must).
-fn limit() -> usize {
-    let l = LIMIT.load(Ordering::Relaxed);
-    if l != usize::MAX {
-        return l;
+/// The cache's byte limits, base and burst (read once; no allocation, as
+/// an allocator must).
+fn limits() -> Limits {
+    let base = BASE.load(Ordering::Relaxed);
+    if base != usize::MAX {
+        return Limits {
+            base,
+            burst: BURST.load(Ordering::Relaxed),
+        };
     }
     // SAFETY: getenv with a NUL-terminated name; the result is read at once.
     let env = unsafe { libc::getenv(c"REFERRALGRAPH_ALLOC_CACHE_MB".as_ptr()) };
@@ -221,7 +246,15 @@ fn limit() -> usize {
                 libc::sysconf(libc::_SC_PAGESIZE),
             )
         };
-        ((pages.max(0) as usize).saturating_mul(page.max(0) as usize) / 8).min(4 << 30)
+        let ram = (pages.max(0) as usize).saturating_mul(page.max(0) as usize);
+        // A call at 10M users frees ~8 GB of ledger; the next call of a
+        // loop would fault all of it in afresh (2-3 s against 1.3 s
+        // measured). The burst above the base is given back after a second.
+        let base = (ram / 8).min(4 << 30);
+        Limits {
+            base,
+            burst: (ram / 2).max(base),
+        }
     } else {
         // SAFETY: getenv returned a NUL-terminated string.
         let s = unsafe { std::ffi::CStr::from_ptr(env) }.to_bytes();
@@ -229,9 +262,11 @@ fn limit() -> usize {
         for &c in s.iter().take_while(|c| c.is_ascii_digit()) {
             mb = mb.saturating_mul(10).saturating_add((c - b'0') as usize);
         }
-        mb.saturating_mul(1 << 20)
+        let l = mb.saturating_mul(1 << 20);
+        Limits { base: l, burst: l }
     };
-    LIMIT.store(l, Ordering::Relaxed);
+    BURST.store(l.burst, Ordering::Relaxed);
+    BASE.store(l.base, Ordering::Relaxed);
     l
 }
 
@@ -252,8 +287,10 @@ impl Cache {
         k
     }
 
-    /// Takes out blocks unused for `DECAY_NS`.
-    fn decay(&mut self, now: u64, out: &mut Evicted) {
+    /// Takes out blocks unused for `DECAY_NS`, then, oldest first, those
+    /// beyond the base limit unused for `BURST_DECAY_NS`. Returns how long
+    /// until the next block expires (`None`: none kept).
+    fn decay(&mut self, now: u64, base: usize, out: &mut Evicted) -> Option<u64> {
         let mut i = 0;
         while i < self.len {
             if now.saturating_sub(self.blocks[i].at_ns) > DECAY_NS {
@@ -262,6 +299,24 @@ impl Cache {
                 i += 1;
             }
         }
+        while self.bytes > base {
+            let oldest = self.oldest();
+            let age = now.saturating_sub(self.blocks[oldest].at_ns);
+            if age <= BURST_DECAY_NS {
+                return Some(BURST_DECAY_NS - age);
+            }
+            out.push(self.remove(oldest));
+        }
+        (self.len > 0).then(|| {
+            let age = now.saturating_sub(self.blocks[self.oldest()].at_ns);
+            DECAY_NS.saturating_sub(age)
+        })
+    }
+
+    fn oldest(&self) -> usize {
+        (0..self.len)
+            .min_by_key(|&i| self.blocks[i].at_ns)
+            .unwrap_or(0)
     }
 
     /// A block of class `class` aligned to `align`; failing that (for
@@ -288,9 +343,7 @@ impl Cache {
         self.len += 1;
         self.bytes += k.cap;
         while self.bytes > limit || self.len == SLOTS {
-            let oldest = (0..self.len)
-                .min_by_key(|&i| self.blocks[i].at_ns)
-                .unwrap_or(0);
+            let oldest = self.oldest();
             out.push(self.remove(oldest));
         }
     }
@@ -310,11 +363,12 @@ unsafe fn obtain(layout: &Layout) -> (*mut u8, bool) {
     // their class's (whole huge pages).
     let align = block_align(class).max(layout.align());
     let mut out = Evicted::new();
-    let found = if limit() == 0 {
+    let l = limits();
+    let found = if l.burst == 0 {
         None
     } else {
         let mut c = lock();
-        c.decay(now_ns(), &mut out);
+        c.decay(now_ns(), l.base, &mut out);
         c.find(class, layout.align())
     };
     out.free();
@@ -354,6 +408,33 @@ pub fn cached_bytes() -> usize {
     lock().bytes
 }
 
+/// Starts (once per process) a thread that gives kept blocks back when
+/// they expire. Without it, blocks expire only when the allocator is next
+/// called for a large block, so a process that goes on to other work (or
+/// sleeps) would hold them. Idle, the thread is parked; it wakes when a
+/// block is kept and when the oldest one expires. A forked child has no
+/// reaper: its blocks expire on its own allocator calls, as before.
+pub fn start_reaper() {
+    REAPER.get_or_init(|| {
+        let spawned = std::thread::Builder::new()
+            .name("referralgraph-reaper".into())
+            .spawn(|| loop {
+                let mut out = Evicted::new();
+                let wait = lock().decay(now_ns(), limits().base, &mut out);
+                // SAFETY: evicted blocks are no longer in the cache nor in use.
+                unsafe { out.free() };
+                match wait {
+                    // A wake-up may come early (a block was kept): the loop
+                    // then just recomputes the next expiry.
+                    Some(ns) => std::thread::park_timeout(std::time::Duration::from_nanos(ns + 1)),
+                    None => std::thread::park(),
+                }
+            });
+        // No thread (resource limits): blocks expire on allocator calls.
+        spawned.ok().map(|handle| handle.thread().clone())
+    });
+}
+
 // SAFETY: every kept-size block (see `is_kept`, a function of the layout,
 // which the caller passes unchanged to `dealloc` and `realloc`: the
 // `GlobalAlloc` contract) is a private anonymous mapping of exactly its
@@ -390,20 +471,27 @@ unsafe impl GlobalAlloc for HugePageAlloc {
             return System.dealloc(ptr, layout);
         }
         let class = class_size(layout.size());
-        let limit = limit();
+        let l = limits();
         let mut out = Evicted::new();
         let k = Kept {
             ptr: ptr as usize,
             cap: class,
             at_ns: 0,
         };
-        if class > limit {
+        if class > l.burst {
             out.push(k);
         } else {
-            let mut c = lock();
-            let now = now_ns();
-            c.decay(now, &mut out);
-            c.keep(Kept { at_ns: now, ..k }, limit, &mut out);
+            {
+                let mut c = lock();
+                let now = now_ns();
+                c.decay(now, l.base, &mut out);
+                c.keep(Kept { at_ns: now, ..k }, l.burst, &mut out);
+            }
+            if let Some(Some(t)) = REAPER.get() {
+                // The reaper may be parked with nothing kept: wake it to
+                // time this block's expiry. (No allocation: a futex wake.)
+                t.unpark();
+            }
         }
         out.free();
     }
@@ -552,10 +640,48 @@ mod tests {
                 a.dealloc(p, l);
             }
             assert!(lock().len < SLOTS);
-            assert!(cached_bytes() <= limit());
+            assert!(cached_bytes() <= limits().burst);
             let released = release_cached();
             assert!(released >= HUGE);
             assert_eq!(cached_bytes(), 0);
         }
+    }
+
+    #[test]
+    fn blocks_beyond_the_base_limit_expire_first() {
+        let mut c = EMPTY;
+        let mut none = Evicted::new();
+        let s = 1_000_000_000u64;
+        // Three 4 MB blocks freed at 0 s, 1 s and 1.5 s; base limit 8 MB.
+        for (i, at) in [0, s, 3 * s / 2].into_iter().enumerate() {
+            let k = Kept {
+                ptr: (i + 1) * HUGE,
+                cap: HUGE,
+                at_ns: 100 * s + at,
+            };
+            c.keep(k, usize::MAX, &mut none);
+        }
+        assert_eq!(none.len, 0);
+        // At 0.5 s nothing has expired; the oldest is over the base limit
+        // and goes at 1 s.
+        let mut out = Evicted::new();
+        assert_eq!(c.decay(100 * s + s / 2, 2 * HUGE, &mut out), Some(s / 2));
+        assert_eq!(out.len, 0);
+        // At 2.2 s the oldest has gone (beyond the base, over 1 s old); the
+        // rest are within the base and wait for the 10 s decay of the one
+        // freed at 1 s.
+        assert_eq!(
+            c.decay(100 * s + 22 * s / 10, 2 * HUGE, &mut out),
+            Some(88 * s / 10)
+        );
+        assert_eq!((out.len, out.blocks[0].0), (1, HUGE));
+        assert_eq!(c.bytes, 2 * HUGE);
+        // At 11.2 s the block freed at 1 s has decayed; at 12 s both.
+        assert_eq!(
+            c.decay(100 * s + 112 * s / 10, 2 * HUGE, &mut out),
+            Some(3 * s / 10)
+        );
+        assert_eq!(c.decay(100 * s + 12 * s, 2 * HUGE, &mut out), None);
+        assert_eq!((out.len, c.len, c.bytes), (3, 0, 0));
     }
 }
