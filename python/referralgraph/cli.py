@@ -172,13 +172,18 @@ def _echo(msg: str) -> None:
 # --------------------------------------------------------------- inputs
 
 
+def _mode(on_invalid: str) -> Literal["raise", "drop"]:
+    """The --on-invalid value as the API's mode (the API checks it)."""
+    return cast('Literal["raise", "drop"]', on_invalid)
+
+
 def _graph(path: Path, on_invalid: str = "raise") -> Any:
     from . import ReferralGraph, io
 
     with step(f"building the graph from {path}"):
         return ReferralGraph.from_arrow(
             io.reader(path, state.fmt),
-            on_invalid=cast('Literal["raise", "drop"]', on_invalid),
+            on_invalid=_mode(on_invalid),
         )
 
 
@@ -271,8 +276,7 @@ def attribute(
     g = _graph(referrals, on_invalid)
     ev = io.reader(events, state.fmt)
     with step("attributing", policy=repr(pol)) as progress:
-        mode = cast('Literal["raise", "drop"]', on_invalid)
-        result = g.attribute(ev, pol, on_invalid=mode, progress=progress)
+        result = g.attribute(ev, pol, on_invalid=_mode(on_invalid), progress=progress)
     _write(result.ledger, out, "ledger")
     _write(result.totals, totals or io.sibling(out, "totals"), "totals")
     _write_issues(_concat_issues(g.issues, result.issues), out)
@@ -462,8 +466,7 @@ def report(
     if policy is not None:
         pol = Policy.from_toml(policy)
         with step("attributing") as progress:
-            mode = cast('Literal["raise", "drop"]', on_invalid)
-            result = g.attribute(ev, pol, on_invalid=mode, progress=progress)
+            result = g.attribute(ev, pol, on_invalid=_mode(on_invalid), progress=progress)
     sp = io.read_table(spend, state.fmt) if spend is not None else None
     with step("report"):
         rep.write(out, g, ev, result=result, spend=sp, max_depth=max_depth)

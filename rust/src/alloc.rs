@@ -13,11 +13,12 @@
 //! 1 s, so the next call of a loop over large inputs finds its memory) and
 //! reused by the next request of the same class. A reaper thread
 //! (`start_reaper`) gives blocks back when they expire, whether or not the
-//! process calls the allocator again. A request that finds none takes the kept block nearest in size
-//! and resizes it with `mremap` (the kernel moves its pages: no copy, no
-//! fault), so kept blocks neither pile up nor go cold (they still count
-//! in the peak until reused); growing Vecs move their pages the same way. `release_cached()` hands the kept
-//! blocks back at once; `REFERRALGRAPH_ALLOC_CACHE_MB=0` turns the cache
+//! process calls the allocator again. A request that finds none takes the
+//! kept block nearest in size and resizes it with `mremap` (the kernel
+//! moves its pages: no copy, no fault), so kept blocks neither pile up nor
+//! go cold (they still count in the peak until reused); growing Vecs move
+//! their pages the same way. `release_cached()` hands the kept blocks back
+//! at once; `REFERRALGRAPH_ALLOC_CACHE_MB=0` turns the cache
 //! off. Smaller blocks go straight to the system allocator.
 //!
 //! Install it in a binary or cdylib with
