@@ -320,16 +320,21 @@ impl Cache {
             .unwrap_or(0)
     }
 
+    /// A kept block of class `class` aligned to `align`, if any.
+    fn take(&mut self, class: usize, align: usize) -> Option<usize> {
+        let i = (0..self.len)
+            .find(|&i| self.blocks[i].cap == class && self.blocks[i].ptr.is_multiple_of(align))?;
+        Some(self.remove(i).ptr)
+    }
+
     /// A block of class `class` aligned to `align`; failing that (for
     /// alignments a page satisfies), the block nearest in size, to be
     /// resized.
     /// Resizing instead of unmapping one block and mapping another keeps
     /// the pages warm and stops kept blocks piling up beside new ones.
     fn find(&mut self, class: usize, align: usize) -> Option<Found> {
-        let exact = (0..self.len)
-            .find(|&i| self.blocks[i].cap == class && self.blocks[i].ptr.is_multiple_of(align));
-        if let Some(i) = exact {
-            return Some(Found::Hit(self.remove(i).ptr));
+        if let Some(p) = self.take(class, align) {
+            return Some(Found::Hit(p));
         }
         if align > PAGE_4K {
             return None;
@@ -504,10 +509,22 @@ unsafe impl GlobalAlloc for HugePageAlloc {
             return System.realloc(ptr, layout, new_size);
         }
         if kept && new_kept && layout.align() <= PAGE_4K {
-            // A growing Vec: move the pages instead of copying them.
             let (old, new) = (class_size(layout.size()), class_size(new_size));
             if old == new {
                 return ptr;
+            }
+            // A growing Vec: into a kept block of the new class if there is
+            // one (copying is several times cheaper than faulting in the
+            // pages mremap would add), else move the pages instead of
+            // copying them.
+            if new > old && limits().burst > 0 {
+                let hit = lock().take(new, layout.align());
+                if let Some(q) = hit {
+                    let q = q as *mut u8;
+                    std::ptr::copy_nonoverlapping(ptr, q, layout.size());
+                    self.dealloc(ptr, layout);
+                    return q;
+                }
             }
             let q = remap(ptr as usize, old, new);
             if !q.is_null() {
@@ -631,6 +648,17 @@ mod tests {
             let r = a.realloc(q, big, HUGE);
             assert!((0..KEEP + 5).all(|i| *r.add(i) == (i % 251) as u8));
             a.dealloc(r, Layout::from_size_align(HUGE, 8).unwrap());
+
+            // Growing into a class that has a kept block takes that block
+            // (warm pages) and copies, instead of adding fresh pages.
+            let warm = a.alloc(l2);
+            a.dealloc(warm, l2);
+            let p = a.alloc(g);
+            *p.add(KEEP + 4) = 3;
+            let q = a.realloc(p, g, l2.size());
+            assert_eq!(q, warm, "the kept block of the new class");
+            assert_eq!(*q.add(KEEP + 4), 3);
+            a.dealloc(q, l2);
 
             // Older blocks go first once the count is reached.
             let mut held = Vec::new();

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use crate::attribution::ranges::SharedMut;
 use crate::forest::{assemble, Channels, Forest};
-use crate::ids::{IdValues, UserIx, NO_USER};
+use crate::ids::{prefetch, IdValues, UserIx, NO_USER};
 
 /// Users in BFS order (roots in index order, then layer by layer, each
 /// user's children together in index order).
@@ -77,9 +77,9 @@ impl Forest {
             return self;
         }
         let BfsLayout { order, pos, parent } = layout(&self);
-        let gather = |v: &[u32]| -> Vec<u32> { order.par_iter().map(|&u| v[u as usize]).collect() };
+        let gather = |v: &[u32]| crate::par::gather_from(&order, v);
         let ids = match &self.ids {
-            IdValues::Int(v) => IdValues::Int(order.par_iter().map(|&u| v[u as usize]).collect()),
+            IdValues::Int(v) => IdValues::Int(crate::par::gather_from(&order, v)),
             IdValues::Str { offsets, data } => {
                 let mut new_offsets = Vec::with_capacity(offsets.len());
                 new_offsets.push(0i64);
@@ -109,11 +109,9 @@ impl Forest {
             }
         };
         let mut index = self.index;
-        index.remap(|v| pos[v as usize]);
+        index.remap(&pos);
         let depth = gather(&self.depth);
-        let joined_at = self
-            .joined_at
-            .map(|j| order.par_iter().map(|&u| j[u as usize]).collect());
+        let joined_at = self.joined_at.map(|j| crate::par::gather_from(&order, &j));
         let channels = self.channels.map(|c| Channels {
             codes: gather(&c.codes),
             names: c.names,
@@ -139,65 +137,14 @@ pub(crate) fn is_bfs_ordered(parent: &[UserIx]) -> bool {
 pub(crate) fn layout(f: &Forest) -> BfsLayout {
     let (offsets, children) = f.children_csr();
     let n = f.num_users();
-    let mut order: Vec<UserIx> = Vec::with_capacity(n);
-    order.extend(
-        f.parent()
-            .par_iter()
-            .enumerate()
-            .filter(|(_, &p)| p == NO_USER)
-            .map(|(u, _)| u as UserIx)
-            .collect::<Vec<_>>(),
-    );
-    let mut parent = vec![NO_USER; order.len()];
-    parent.reserve(n - order.len());
-    let mut start = 0;
-    while start < order.len() {
-        let end = order.len();
-        let kids =
-            |u: UserIx| &children[offsets[u as usize] as usize..offsets[u as usize + 1] as usize];
-        if end - start < PAR_LAYER {
-            for i in start..end {
-                let u = order[i];
-                order.extend_from_slice(kids(u));
-                parent.resize(order.len(), i as u32);
-            }
-        } else {
-            // Where each member's children go: a prefix sum of their counts.
-            let mut at: Vec<usize> = order[start..end]
-                .par_iter()
-                .map(|&u| kids(u).len())
-                .collect();
-            let mut total = end;
-            for a in at.iter_mut() {
-                let c = *a;
-                *a = total;
-                total += c;
-            }
-            order.resize(total, 0);
-            parent.resize(total, 0);
-            let (layer, next) = order.split_at_mut(end);
-            let (o, p) = (
-                SharedMut(next.as_mut_ptr()),
-                SharedMut(parent[end..].as_mut_ptr()),
-            );
-            layer[start..end]
-                .par_iter()
-                .zip(at.par_iter())
-                .enumerate()
-                .for_each(|(i, (&u, &dst))| {
-                    let k = kids(u);
-                    for (j, &c) in k.iter().enumerate() {
-                        // SAFETY: member i owns next[dst - end ..][..k.len()]
-                        // (a prefix sum of the counts), disjoint from the others.
-                        unsafe {
-                            *o.ptr().add(dst - end + j) = c;
-                            *p.ptr().add(dst - end + j) = (start + i) as u32;
-                        }
-                    }
-                });
-        }
-        start = end;
-    }
+    let roots: Vec<UserIx> = f
+        .parent()
+        .par_iter()
+        .enumerate()
+        .filter(|(_, &p)| p == NO_USER)
+        .map(|(u, _)| u as UserIx)
+        .collect();
+    let (order, parent) = layers(roots, offsets, children);
     debug_assert_eq!(order.len(), n);
     let mut pos = vec![0u32; n];
     let out = SharedMut(pos.as_mut_ptr());
@@ -208,8 +155,211 @@ pub(crate) fn layout(f: &Forest) -> BfsLayout {
     BfsLayout { order, pos, parent }
 }
 
+/// Breadth-first from `roots` (kept in their order) through the children
+/// lists `children[offsets[u]..offsets[u + 1]]`: the nodes reached in BFS
+/// order, and each one's referrer's position in it (`NO_USER`: a root).
+/// Each layer is expanded in parallel (a prefix sum of the child counts
+/// says where each member's children go).
+pub(crate) fn layers(roots: Vec<u32>, offsets: &[u32], children: &[u32]) -> (Vec<u32>, Vec<u32>) {
+    // Sized once: growing would fault fresh pages in, layer after layer.
+    let mut order = Vec::with_capacity(roots.len() + children.len());
+    order.extend_from_slice(&roots);
+    drop(roots);
+    let mut parent = Vec::with_capacity(order.capacity());
+    parent.resize(order.len(), NO_USER);
+    let kids = |u: u32| &children[offsets[u as usize] as usize..offsets[u as usize + 1] as usize];
+    let mut start = 0;
+    // Per layer: each member's children (first, count) and where they go.
+    let (mut spans, mut at) = (Vec::new(), Vec::new());
+    while start < order.len() {
+        let end = order.len();
+        if end - start < PAR_LAYER {
+            for i in start..end {
+                let u = order[i];
+                order.extend_from_slice(kids(u));
+                parent.resize(order.len(), i as u32);
+            }
+        } else {
+            // Each member's children (first, count): random reads of
+            // `offsets`, fetched ahead.
+            crate::par::gather_into(
+                &order[start..end],
+                |u| prefetch(&offsets[u]),
+                |u| (offsets[u], offsets[u + 1] - offsets[u]),
+                &mut spans,
+            );
+            // Where each member's children go: a prefix sum of the counts.
+            at.clear();
+            let mut total = end;
+            for &(_, c) in &spans {
+                at.push((total - end) as u32);
+                total += c as usize;
+            }
+            order.resize(total, 0);
+            parent.resize(total, 0);
+            let (o, p) = (
+                SharedMut(order[end..].as_mut_ptr()),
+                SharedMut(parent[end..].as_mut_ptr()),
+            );
+            const BLOCK: usize = 1 << 12;
+            spans
+                .par_chunks(BLOCK)
+                .zip(at.par_chunks(BLOCK))
+                .enumerate()
+                .for_each(|(b, (spans, at))| {
+                    for (j, (&(first, count), &dst)) in spans.iter().zip(at).enumerate() {
+                        if let Some(&(ahead, _)) = spans.get(j + 16) {
+                            if let Some(c) = children.get(ahead as usize) {
+                                prefetch(c);
+                            }
+                        }
+                        let k = &children[first as usize..(first + count) as usize];
+                        let from = (start + b * BLOCK + j) as u32;
+                        for (i, &c) in k.iter().enumerate() {
+                            // SAFETY: member j owns next[dst..][..count] (a
+                            // prefix sum of the counts), disjoint from the others.
+                            unsafe {
+                                *o.ptr().add(dst as usize + i) = c;
+                                *p.ptr().add(dst as usize + i) = from;
+                            }
+                        }
+                    }
+                });
+        }
+        start = end;
+    }
+    (order, parent)
+}
+
+/// Parents whose counters one task owns in [`children_csr`]: 8 MiB of
+/// `u32`, so a block's counting stays in the last-level cache.
+const CSR_BLOCK: usize = 1 << 23;
+
+/// Children grouped by parent: `children[offsets[p]..offsets[p + 1]]` are
+/// the `u` with `parent[u] == p`, in index order (`NO_USER`: no parent).
+/// A counting sort per block of parents, in parallel: each task scans all
+/// of `parent` (a stream) but counts and places only its own block's
+/// children, so its random increments stay in cache. The result is the
+/// same for any number of blocks or threads.
+pub(crate) fn children_csr(parent: &[u32], num_parents: usize) -> (Vec<u32>, Vec<u32>) {
+    let blocks = num_parents
+        .div_ceil(CSR_BLOCK)
+        .max(rayon::current_num_threads().min(num_parents.div_ceil(PAR_LAYER)));
+    csr_in_blocks(parent, num_parents, blocks)
+}
+
+fn csr_in_blocks(parent: &[u32], num_parents: usize, blocks: usize) -> (Vec<u32>, Vec<u32>) {
+    let blocks = blocks.max(1);
+    let block = num_parents.div_ceil(blocks).max(1);
+    let mut offsets = vec![0u32; num_parents + 1];
+    // Counts into offsets[p + 1], then an inclusive prefix sum per block.
+    let sums: Vec<u32> = offsets[1..]
+        .par_chunks_mut(block)
+        .enumerate()
+        .map(|(b, cnt)| {
+            let lo = (b * block) as u32;
+            for &p in parent {
+                let i = p.wrapping_sub(lo) as usize;
+                if i < cnt.len() {
+                    cnt[i] += 1;
+                }
+            }
+            let mut at = 0u32;
+            for c in cnt.iter_mut() {
+                at += *c;
+                *c = at;
+            }
+            at
+        })
+        .collect();
+    let mut base = Vec::with_capacity(sums.len());
+    let mut at = 0u32;
+    for s in &sums {
+        base.push(at);
+        at += s;
+    }
+    offsets[1..]
+        .par_chunks_mut(block)
+        .zip(base.par_iter())
+        .for_each(|(c, &b)| c.iter_mut().for_each(|x| *x += b));
+    let mut children = vec![0u32; at as usize];
+    // Each block's children fill its own slice, in index order.
+    let mut slices = Vec::with_capacity(blocks);
+    let mut rest = children.as_mut_slice();
+    for (b, s) in sums.iter().enumerate() {
+        let (mine, more) = rest.split_at_mut(*s as usize);
+        slices.push((b, mine));
+        rest = more;
+    }
+    let offsets_ref = &offsets;
+    slices.into_par_iter().for_each(|(b, out)| {
+        let lo = b * block;
+        let hi = (lo + block).min(num_parents);
+        let first = offsets_ref[lo];
+        let mut next: Vec<u32> = offsets_ref[lo..hi].iter().map(|&o| o - first).collect();
+        for (u, &p) in parent.iter().enumerate() {
+            let i = p.wrapping_sub(lo as u32) as usize;
+            if i < next.len() {
+                out[next[i] as usize] = u as u32;
+                next[i] += 1;
+            }
+        }
+    });
+    (offsets, children)
+}
+
 #[cfg(test)]
 mod tests {
+    use super::{csr_in_blocks, layers};
+
+    #[test]
+    fn children_lists_are_the_same_for_any_number_of_blocks() {
+        for n in [0usize, 1, 2, 17, 1000, 30_000] {
+            // Parent of u: an earlier user or none, scattered.
+            let parent: Vec<u32> = (0..n as u32)
+                .map(|u| match u.wrapping_mul(2_654_435_761) % 5 {
+                    0 => NO_USER,
+                    k => (u * k) / 7,
+                })
+                .map(|p| {
+                    if p == NO_USER || (p as usize) < n {
+                        p
+                    } else {
+                        NO_USER
+                    }
+                })
+                .collect();
+            let mut pairs: Vec<(u32, u32)> = (0..n as u32)
+                .filter(|&u| parent[u as usize] != NO_USER)
+                .map(|u| (parent[u as usize], u))
+                .collect();
+            pairs.sort_unstable();
+            let children: Vec<u32> = pairs.iter().map(|&(_, u)| u).collect();
+            let offsets: Vec<u32> = (0..=n as u32)
+                .map(|p| pairs.partition_point(|&(q, _)| q < p) as u32)
+                .collect();
+            for blocks in [1, 2, 3, 7, 2000] {
+                assert_eq!(
+                    csr_in_blocks(&parent, n, blocks),
+                    (offsets.clone(), children.clone()),
+                    "n {n}, {blocks} blocks"
+                );
+            }
+            // Breadth-first from the roots: referrer positions never
+            // decrease, and each node's referrer is the right one.
+            let roots: Vec<u32> = (0..n as u32)
+                .filter(|&u| parent[u as usize] == NO_USER)
+                .collect();
+            let (order, up) = layers(roots.clone(), &offsets, &children);
+            assert_eq!(order.len(), n);
+            assert_eq!(&order[..roots.len()], &roots[..]);
+            for i in roots.len()..n {
+                assert_eq!(order[up[i] as usize], parent[order[i] as usize]);
+                assert!(up[i - 1] == NO_USER || up[i - 1] <= up[i]);
+            }
+        }
+    }
+
     use crate::forest::test_forest;
     use crate::ids::NO_USER;
 
@@ -225,6 +375,15 @@ mod tests {
         }
         let f = test_forest(&users, &refs);
         assert!(f.bfs_ordered, "build numbers users breadth-first");
+        // Rows in reverse (every referral before its referrer's row) too.
+        let mut rev = test_forest(
+            &users.iter().rev().copied().collect::<Vec<_>>(),
+            &refs.iter().rev().copied().collect::<Vec<_>>(),
+        );
+        assert!(rev.bfs_ordered);
+        assert_eq!(rev.num_users(), f.num_users());
+        rev = rev.into_bfs_order();
+        assert!(rev.bfs_ordered);
         let b = crate::bfs::layout(&f);
         assert_eq!(b.order, (0..f.num_users() as u32).collect::<Vec<_>>());
         let n = f.num_users();

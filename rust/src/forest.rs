@@ -1,14 +1,16 @@
 //! The referral forest: parent pointers, children in CSR, depth, and a
-//! topological numbering (every parent has a smaller index than its
+//! breadth-first numbering (every parent has a smaller index than its
 //! children), built from a referrals table in O(n) with no recursion.
 //!
-//! When every referrer sits on an earlier row (a table sorted by join time),
-//! users keep row order after the implicit roots: no reordering at all.
-//! Otherwise they are numbered in breadth-first order from the roots
-//! (explicit roots in row order, then implicit roots, then users freed by
-//! breaking a cycle). Either way bottom-up passes are one reverse sweep over
-//! `0..n`. Id lookups run in prefetching batches (see `ids`). `extend` appends new users after the old ones in
-//! their own BFS order, which keeps the numbering topological.
+//! Users are numbered breadth-first from the roots as they are built
+//! (implicit roots, then explicit roots in row order, then layer by layer,
+//! each user's children together in row order; users freed by breaking a
+//! cycle come last): passes that sweep every user stream through memory,
+//! and bottom-up passes are one reverse sweep over `0..n`. The children
+//! lists and the layers are built in parallel, and the gathers into the
+//! new numbering fetch ahead. Id lookups run in prefetching batches (see
+//! `ids`). `extend` appends new users after the old ones in their own BFS
+//! order, which keeps the numbering topological.
 //! Memory: ids + 16 bytes per user (parent, depth, child offset, child) + the
 //! id index (about 6.4 bytes per user hashed, 4 to 8 dense).
 
@@ -208,7 +210,9 @@ impl Forest {
     /// Children in CSR: `children[offsets[u]..offsets[u + 1]]` are u's, in
     /// index order. Built once, on first use (O(n)).
     pub fn children_csr(&self) -> (&[u32], &[UserIx]) {
-        let (o, c) = self.children_csr.get_or_init(|| children_csr(&self.parent));
+        let (o, c) = self
+            .children_csr
+            .get_or_init(|| crate::bfs::children_csr(&self.parent, self.parent.len()));
         (o, c)
     }
     pub fn children(&self, u: UserIx) -> &[UserIx] {
@@ -392,29 +396,6 @@ fn ancestors(parent: &[UserIx]) -> Vec<[UserIx; UP]> {
         up.par_iter_mut().zip(above).for_each(|(a, b)| a[k] = b);
     }
     up
-}
-
-/// Children grouped by parent (counting sort; each group in index order).
-fn children_csr(parent: &[UserIx]) -> (Vec<u32>, Vec<UserIx>) {
-    let n = parent.len();
-    let mut offsets = vec![0u32; n + 1];
-    for &p in parent {
-        if p != NO_USER {
-            offsets[p as usize + 1] += 1;
-        }
-    }
-    for i in 0..n {
-        offsets[i + 1] += offsets[i];
-    }
-    let mut next = offsets.clone();
-    let mut children = vec![0u32; offsets[n] as usize];
-    for (u, &p) in parent.iter().enumerate() {
-        if p != NO_USER {
-            children[next[p as usize] as usize] = u as u32;
-            next[p as usize] += 1;
-        }
-    }
-    (offsets, children)
 }
 
 /// Accumulates problems: the first one raises in strict mode.
@@ -726,86 +707,41 @@ fn build(input: &ReferralInput<'_>, mode: OnInvalid, base: Option<&Forest>) -> R
         }
     }
 
-    // 6. Fast path: rows already topological (every referrer on an earlier row
-    // or implicit), as in any export sorted by join time. Users keep row
-    // order after the implicit roots; no BFS, the gathers below stream.
-    let topological = crate::par::all(n, |r| match links[r] {
-        Link::Row(p) => p as usize >= n || (p as usize) < r,
-        _ => true,
-    });
-    // Otherwise: children of each row (row space), then BFS from the roots.
-    let row_parent = |r: usize| -> u32 {
-        match links.get(r) {
-            Some(Link::Row(p)) => *p,
+    // 6. Number users breadth-first in row space: the implicit roots, then
+    //    rows without a referrer in this table (row order), then layer by
+    //    layer, each row's children together in row order. The forest is
+    //    then BFS-ordered as built (no renumbering pass afterwards) and
+    //    every child's referrer position is known when it is placed.
+    let row_parent: Vec<u32> = links
+        .par_iter()
+        .map(|l| match l {
+            Link::Row(p) => *p,
             _ => NO_USER,
-        }
-    };
-    let csr_len = if topological { 0 } else { total };
-    let mut offsets = vec![0u32; csr_len + 1];
-    for r in (0..n).filter(|_| !topological) {
-        if let Link::Row(p) = links[r] {
-            offsets[p as usize + 1] += 1;
-        }
-    }
-    for i in 0..csr_len {
-        offsets[i + 1] += offsets[i];
-    }
-    let mut kids = vec![0u32; offsets[csr_len] as usize];
-    {
-        let mut next = offsets.clone();
-        for r in (0..n).filter(|_| !topological) {
-            if let Link::Row(p) = links[r] {
-                kids[next[p as usize] as usize] = r as u32;
-                next[p as usize] += 1;
-            }
-        }
-    }
-    let base_depth = |ix: UserIx| base.map_or(0, |b| b.depth[ix as usize] + 1);
-    let mut order: Vec<u32> = Vec::with_capacity(total);
-    let mut row_depth = vec![0u32; total];
-    if topological {
-        order.extend((n..total).map(|r| r as u32));
-        order.extend((0..n).filter(|&r| kept[r]).map(|r| r as u32));
-        for &r in &order {
-            row_depth[r as usize] = match links.get(r as usize) {
-                Some(Link::Row(p)) => row_depth[*p as usize] + 1,
-                Some(Link::Base(ix)) => base_depth(*ix),
-                _ => 0,
-            };
-        }
-    }
-    for r in (0..n).filter(|_| !topological) {
-        match links[r] {
-            _ if !kept[r] => {}
-            Link::None => order.push(r as u32),
-            Link::Base(ix) => {
-                row_depth[r] = base_depth(ix);
-                order.push(r as u32)
-            }
-            _ => {}
-        }
-    }
-    if !topological {
-        order.extend((n..total).map(|r| r as u32));
-    }
-    // A child whose referral was dropped (breaking a cycle) is skipped.
-    let bfs = |order: &mut Vec<u32>, row_depth: &mut Vec<u32>, links: &[Link], start: usize| {
+        })
+        .collect();
+    let (offsets, kids) = crate::bfs::children_csr(&row_parent, total);
+    let roots: Vec<u32> = (n as u32..total as u32)
+        .chain((0..n as u32).filter(|&r| {
+            kept[r as usize] && matches!(links[r as usize], Link::None | Link::Base(_))
+        }))
+        .collect();
+    let (mut order, mut up) = crate::bfs::layers(roots, &offsets, &kids);
+    // After a cycle is broken: its members and everything below them, from
+    // the dropped referral's user (a child whose referral was dropped is
+    // skipped).
+    let bfs = |order: &mut Vec<u32>, up: &mut Vec<u32>, links: &[Link], start: usize| {
         let mut head = start;
         while head < order.len() {
             let r = order[head] as usize;
-            let d = row_depth[r] + 1;
             for &c in &kids[offsets[r] as usize..offsets[r + 1] as usize] {
                 if links[c as usize] == Link::Row(r as u32) {
-                    row_depth[c as usize] = d;
                     order.push(c);
+                    up.push(head as u32);
                 }
             }
             head += 1;
         }
     };
-    if !topological {
-        bfs(&mut order, &mut row_depth, &links, 0);
-    }
 
     // 7. Rows never reached sit on or below a referral cycle.
     let reachable = kept.iter().filter(|&&k| k).count() + implicit.len();
@@ -814,7 +750,7 @@ fn build(input: &ReferralInput<'_>, mode: OnInvalid, base: Option<&Forest>) -> R
         for &r in &order {
             placed[r as usize] = true;
         }
-        let cycles = find_cycles(n, &kept, &placed, row_parent);
+        let cycles = find_cycles(n, &kept, &placed, |r| row_parent[r]);
         if mode == OnInvalid::Raise {
             let ids = cycles[0]
                 .iter()
@@ -853,8 +789,8 @@ fn build(input: &ReferralInput<'_>, mode: OnInvalid, base: Option<&Forest>) -> R
             links[m as usize] = Link::None;
             let start = order.len();
             order.push(m);
-            row_depth[m as usize] = 0;
-            bfs(&mut order, &mut row_depth, &links, start);
+            up.push(NO_USER);
+            bfs(&mut order, &mut up, &links, start);
         }
         debug_assert_eq!(order.len(), reachable);
     }
@@ -862,29 +798,52 @@ fn build(input: &ReferralInput<'_>, mode: OnInvalid, base: Option<&Forest>) -> R
     // 8. Number users in BFS order after the base's users and assemble.
     let base_n = base.map_or(0, |b| b.num_users());
     let mut pos = vec![NO_USER; total];
-    for (i, &r) in order.iter().enumerate() {
-        pos[r as usize] = (base_n + i) as u32;
+    {
+        let out = crate::attribution::ranges::SharedMut(pos.as_mut_ptr());
+        order.par_iter().enumerate().for_each(|(i, &r)| {
+            // SAFETY: `order` lists each row at most once.
+            unsafe { *out.ptr().add(r as usize) = (base_n + i) as u32 };
+        });
     }
+    // Only a root's link is read: the others' referrer position is `up`.
     let parent_new: Vec<UserIx> = order
         .par_iter()
-        .map(|&r| match links.get(r as usize) {
-            Some(Link::Row(p)) => pos[*p as usize],
-            Some(Link::Base(ix)) => *ix,
-            _ => NO_USER,
+        .zip(up.par_iter())
+        .map(|(&r, &p)| match (p, links.get(r as usize)) {
+            (NO_USER, Some(Link::Base(ix))) => *ix,
+            (NO_USER, _) => NO_USER,
+            _ => (base_n as u32) + p,
         })
         .collect();
-    let depth_new: Vec<u32> = order.par_iter().map(|&r| row_depth[r as usize]).collect();
+    // A referrer precedes its referrals in `order`: one forward sweep, whose
+    // referrer reads stream (their positions never decrease within a layer).
+    let base_depth = |ix: UserIx| base.map_or(0, |b| b.depth[ix as usize] + 1);
+    let mut depth_new = vec![0u32; order.len()];
+    for i in 0..order.len() {
+        depth_new[i] = match up[i] {
+            NO_USER => match links.get(order[i] as usize) {
+                Some(Link::Base(ix)) => base_depth(*ix),
+                _ => 0,
+            },
+            p => depth_new[p as usize] + 1,
+        };
+    }
     let new_ids = {
         let mut v = IdValues::new(user.kind());
         match &mut v {
             IdValues::Int(out) => {
-                *out = order
-                    .par_iter()
-                    .map(|&r| match key_of_row(r) {
+                *out = crate::par::gather(
+                    &order,
+                    |r| {
+                        if r < n {
+                            user.prefetch(r)
+                        }
+                    },
+                    |r| match key_of_row(r as u32) {
                         IdRef::Int(x) => x,
                         IdRef::Str(_) => unreachable!("kinds checked"),
-                    })
-                    .collect()
+                    },
+                )
             }
             _ => {
                 for &r in &order {
@@ -895,22 +854,26 @@ fn build(input: &ReferralInput<'_>, mode: OnInvalid, base: Option<&Forest>) -> R
         v
     };
     let joined_new: Option<Vec<i64>> = input.joined_at.map(|(vals, valid)| {
-        order
-            .par_iter()
-            .map(|&r| {
-                let r = r as usize;
+        crate::par::gather(
+            &order,
+            |r| {
+                if r < n {
+                    crate::ids::prefetch(&vals[r])
+                }
+            },
+            |r| {
                 if r < n && valid.is_none_or(|m| m[r]) {
                     vals[r]
                 } else {
                     NULL_TS
                 }
-            })
-            .collect()
+            },
+        )
     });
 
     let (ids, index, parent, depth, joined_at, channels) = match base {
         None => {
-            index.remap(|row| pos[row as usize]);
+            index.remap(&pos);
             let channels = input.channel.map(|col| {
                 let mut ch = Channels::default();
                 encode_channels(&mut ch, col, order.iter().map(|&r| r as usize), n);

@@ -547,14 +547,32 @@ impl HashIndex {
         *self = grown;
     }
 
-    /// Rewrites every stored value through `f` (after users are renumbered).
-    pub fn remap(&mut self, f: impl Fn(u32) -> u32 + Sync) {
-        self.slots.par_iter_mut().for_each(|v| {
-            if *v != NO_USER {
-                *v = f(*v);
-            }
-        });
+    /// Rewrites every stored value v as `pos[v]` (after users are renumbered).
+    pub fn remap(&mut self, pos: &[u32]) {
+        remap_slots(&mut self.slots, pos);
     }
+}
+
+/// `v = pos[v]` for every filled slot, in parallel blocks, with the `pos`
+/// entry of a slot further on fetched ahead (the reads are random).
+fn remap_slots(slots: &mut [u32], pos: &[u32]) {
+    const AHEAD: usize = 32;
+    if pos.is_empty() {
+        return;
+    }
+    // Branch-free (half the slots are empty, at random): an empty slot
+    // reads pos[0], which stays cached, and keeps NO_USER.
+    let at = |v: u32| if v == NO_USER { 0 } else { v as usize };
+    slots.par_chunks_mut(1 << 14).for_each(|s| {
+        for j in 0..s.len() {
+            if let Some(&a) = s.get(j + AHEAD) {
+                prefetch(&pos[at(a)]);
+            }
+            let v = s[j];
+            let p = pos[at(v)];
+            s[j] = if v == NO_USER { NO_USER } else { p };
+        }
+    });
 }
 
 /// Id -> user index.
@@ -764,16 +782,11 @@ impl IdIndex {
         }
     }
 
-    pub fn remap(&mut self, f: impl Fn(u32) -> u32 + Sync) {
+    /// Rewrites every stored value v as `pos[v]` (after users are renumbered).
+    pub fn remap(&mut self, pos: &[u32]) {
         match self {
-            IdIndex::Dense { table, .. } => {
-                table.par_iter_mut().for_each(|v| {
-                    if *v != NO_USER {
-                        *v = f(*v);
-                    }
-                });
-            }
-            IdIndex::Hash(h) => h.remap(f),
+            IdIndex::Dense { table, .. } => remap_slots(table, pos),
+            IdIndex::Hash(h) => h.remap(pos),
         }
     }
 
