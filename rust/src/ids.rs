@@ -471,31 +471,16 @@ impl HashIndex {
             .into_par_iter()
             .map(|i| keys(i).map_or(NONE, |k| k.hash().min(NONE - 1)))
             .collect();
-        let mut counts = vec![0u32; regions + 1];
-        for &h in &hashes {
-            if h != NONE {
-                counts[region_of(h) + 1] += 1;
-            }
-        }
-        if counts.iter().any(|&c| c as usize > rlen / 8 * 7) {
+        let (counts, bucket) = crate::par::scatter_by_key(
+            n,
+            regions,
+            |i| (hashes[i] != NONE).then(|| region_of(hashes[i])),
+            |i| (hashes[i], i as u32),
+        );
+        drop(hashes);
+        if counts.windows(2).any(|w| w[1] - w[0] > rlen / 8 * 7) {
             return None;
         }
-        for r in 0..regions {
-            counts[r + 1] += counts[r];
-        }
-        let total = counts[regions] as usize;
-        let mut next = counts.clone();
-        let mut bucket_hash = vec![0u64; total];
-        let mut bucket_row = vec![0u32; total];
-        for (i, &h) in hashes.iter().enumerate() {
-            if h != NONE {
-                let at = &mut next[region_of(h)];
-                bucket_hash[*at as usize] = h;
-                bucket_row[*at as usize] = i as u32;
-                *at += 1;
-            }
-        }
-        drop(hashes);
         let dups: Vec<Vec<(u32, u32)>> = self
             .slots
             .par_chunks_mut(rlen)
@@ -504,8 +489,7 @@ impl HashIndex {
                 let mut dups = Vec::new();
                 let rmask = rlen - 1;
                 let mut slot_hash = vec![0u64; rlen];
-                let span = counts[r] as usize..counts[r + 1] as usize;
-                for (&h, &row) in bucket_hash[span.clone()].iter().zip(&bucket_row[span]) {
+                for &(h, row) in &bucket[counts[r]..counts[r + 1]] {
                     let mut i = ((h >> shift) as usize) & rmask;
                     loop {
                         let s = region[i];
@@ -528,7 +512,7 @@ impl HashIndex {
             .collect();
         let mut dups: Vec<(u32, u32)> = dups.into_iter().flatten().collect();
         dups.sort_unstable();
-        self.len = counts[regions] as usize - dups.len();
+        self.len = counts[regions] - dups.len();
         Some(dups)
     }
 

@@ -77,6 +77,61 @@ pub fn gather_from<T: Copy + Send + Sync>(idx: &[u32], src: &[T]) -> Vec<T> {
     gather(idx, |a| prefetch(&src[a]), |a| src[a])
 }
 
+/// `payload(j)` for j in 0..len grouped by `key(j)` (in 0..keys; `None`:
+/// left out) — key k's items are `items[offsets[k]..offsets[k + 1]]`, in j
+/// order — by a parallel stable counting sort over fixed parts (the result
+/// does not depend on the thread count).
+pub fn scatter_by_key<P: Copy + Send + Sync>(
+    len: usize,
+    keys: usize,
+    key: impl Fn(usize) -> Option<usize> + Sync,
+    payload: impl Fn(usize) -> P + Sync,
+) -> (Vec<usize>, Vec<P>) {
+    const PART: usize = 1 << 16;
+    let parts = len.div_ceil(PART);
+    let part = |c: usize| c * PART..((c + 1) * PART).min(len);
+    let hist: Vec<Vec<usize>> = (0..parts)
+        .into_par_iter()
+        .map(|c| {
+            let mut h = vec![0usize; keys];
+            for k in part(c).filter_map(&key) {
+                h[k] += 1;
+            }
+            h
+        })
+        .collect();
+    let mut starts = vec![vec![0usize; keys]; parts];
+    let mut offsets = vec![0usize; keys + 1];
+    let mut at = 0;
+    for k in 0..keys {
+        offsets[k] = at;
+        for c in 0..parts {
+            starts[c][k] = at;
+            at += hist[c][k];
+        }
+    }
+    offsets[keys] = at;
+    let mut items: Vec<P> = Vec::with_capacity(at);
+    let out = crate::attribution::ranges::SharedMut(items.as_mut_ptr());
+    starts
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(c, mut next)| {
+            for j in part(c) {
+                let Some(k) = key(j) else { continue };
+                // SAFETY: part c writes key k's items into
+                // starts[c][k] .. starts[c][k] + hist[c][k], a slice of `items`'
+                // capacity that no other (part, key) pair owns.
+                unsafe { out.ptr().add(next[k]).write(payload(j)) };
+                next[k] += 1;
+            }
+        });
+    // SAFETY: the (part, key) slices cover 0..at, each written once (the
+    // second pass counts exactly as the histogram did).
+    unsafe { items.set_len(at) };
+    (offsets, items)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

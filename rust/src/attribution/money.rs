@@ -32,6 +32,13 @@ pub trait Money: Copy + Send + Sync + PartialEq + PartialOrd + std::fmt::Debug +
     }
     /// The nearest float (integers in their own unit; decimals unscaled).
     fn to_f64(self) -> f64;
+    /// The value as an i64 when the type is an integer and it fits (sums
+    /// of those may move through narrower packed integers).
+    fn to_i64(self) -> Option<i64> {
+        None
+    }
+    /// The inverse of `to_i64` (called only for values it returned).
+    fn from_i64(v: i64) -> Self;
 }
 
 impl Money for i64 {
@@ -56,6 +63,12 @@ impl Money for i64 {
         i64::checked_sub(self, other)
     }
     #[inline]
+    fn to_i64(self) -> Option<i64> {
+        Some(self)
+    }
+    fn from_i64(v: i64) -> Self {
+        v
+    }
     fn to_f64(self) -> f64 {
         self as f64
     }
@@ -87,6 +100,12 @@ impl Money for i128 {
         i128::checked_sub(self, other)
     }
     #[inline]
+    fn to_i64(self) -> Option<i64> {
+        i64::try_from(self).ok()
+    }
+    fn from_i64(v: i64) -> Self {
+        v as i128
+    }
     fn to_f64(self) -> f64 {
         self as f64
     }
@@ -119,6 +138,9 @@ impl Money for f64 {
         s.is_finite().then_some(s)
     }
     #[inline]
+    fn from_i64(v: i64) -> Self {
+        v as f64
+    }
     fn to_f64(self) -> f64 {
         self
     }

@@ -4,8 +4,6 @@
 //! numbered early — the first referrers, who collect most credit — spread
 //! over every range instead of loading one.
 
-use rayon::prelude::*;
-
 use crate::ids::{UserIx, NO_USER};
 
 const RANGE_BITS: u32 = 4;
@@ -56,54 +54,15 @@ pub(crate) fn scatter_by_range<P: Copy + Send + Sync>(
     user: impl Fn(usize) -> UserIx + Sync,
     payload: impl Fn(usize) -> P + Sync,
 ) -> (Vec<usize>, Vec<P>) {
-    const PART: usize = 1 << 16;
-    let parts = len.div_ceil(PART);
-    let part = |c: usize| c * PART..((c + 1) * PART).min(len);
-    let hist: Vec<[usize; RANGES]> = (0..parts)
-        .into_par_iter()
-        .map(|c| {
-            let mut h = [0usize; RANGES];
-            for j in part(c) {
-                let u = user(j);
-                if u != NO_USER {
-                    h[range_of(u)] += 1;
-                }
-            }
-            h
-        })
-        .collect();
-    let mut starts = vec![[0usize; RANGES]; parts];
-    let mut offsets = vec![0usize; RANGES + 1];
-    let mut at = 0;
-    for t in 0..RANGES {
-        offsets[t] = at;
-        for c in 0..parts {
-            starts[c][t] = at;
-            at += hist[c][t];
-        }
-    }
-    offsets[RANGES] = at;
-    let mut items: Vec<P> = Vec::with_capacity(at);
-    let out = SharedMut(items.as_mut_ptr());
-    (0..parts).into_par_iter().for_each(|c| {
-        let mut next = starts[c];
-        for j in part(c) {
-            let u = user(j);
-            if u == NO_USER {
-                continue;
-            }
-            let t = range_of(u);
-            // SAFETY: part c writes range t's items into
-            // starts[c][t] .. starts[c][t] + hist[c][t], a slice of `items`'
-            // capacity that no other (part, range) pair owns.
-            unsafe { out.ptr().add(next[t]).write(payload(j)) };
-            next[t] += 1;
-        }
-    });
-    // SAFETY: the (part, range) slices cover 0..at, each written once (the
-    // second pass counts exactly as the histogram did).
-    unsafe { items.set_len(at) };
-    (offsets, items)
+    crate::par::scatter_by_key(
+        len,
+        RANGES,
+        |j| match user(j) {
+            NO_USER => None,
+            u => Some(range_of(u)),
+        },
+        payload,
+    )
 }
 
 /// Row indices grouped by the range of `user[row]`, in row order within a
