@@ -876,7 +876,7 @@ fn build(input: &ReferralInput<'_>, mode: OnInvalid, base: Option<&Forest>) -> R
             index.remap(&pos);
             let channels = input.channel.map(|col| {
                 let mut ch = Channels::default();
-                encode_channels(&mut ch, col, order.iter().map(|&r| r as usize), n);
+                encode_channels(&mut ch, col, &order, n);
                 ch
             });
             (new_ids, index, parent_new, depth_new, joined_new, channels)
@@ -909,9 +909,7 @@ fn build(input: &ReferralInput<'_>, mode: OnInvalid, base: Option<&Forest>) -> R
                         names: Vec::new(),
                     });
                     match new {
-                        Some(col) => {
-                            encode_channels(&mut ch, col, order.iter().map(|&r| r as usize), n)
-                        }
+                        Some(col) => encode_channels(&mut ch, col, &order, n),
                         None => ch
                             .codes
                             .extend(std::iter::repeat_n(NO_CHANNEL, order.len())),
@@ -933,38 +931,76 @@ fn build(input: &ReferralInput<'_>, mode: OnInvalid, base: Option<&Forest>) -> R
     })
 }
 
-/// Appends the channel code of each row (rows >= n are implicit: none).
-fn encode_channels(
-    ch: &mut Channels,
-    col: StrColumn<'_>,
-    rows: impl Iterator<Item = usize>,
-    n: usize,
-) {
+/// Appends the channel code of each row of `order` (rows >= n are
+/// implicit: none). Names are looked up in row order (a stream), per block
+/// in parallel with a dictionary per block, then merged in block order: a
+/// new name's code is its first appearance by row. The codes then move
+/// into `order` by a gather that fetches ahead.
+fn encode_channels(ch: &mut Channels, col: StrColumn<'_>, order: &[u32], n: usize) {
+    const BLOCK: usize = 1 << 16;
+    let blocks: Vec<(Vec<&[u8]>, Vec<u32>)> = (0..n.div_ceil(BLOCK))
+        .into_par_iter()
+        .map(|b| {
+            let (mut names, mut local): (Vec<&[u8]>, Vec<u32>) = (Vec::new(), Vec::new());
+            let mut seen: HashMap<&[u8], u32> = HashMap::new();
+            let mut last: Option<(&[u8], u32)> = None;
+            for r in b * BLOCK..((b + 1) * BLOCK).min(n) {
+                local.push(match col.get(r) {
+                    None => NO_CHANNEL,
+                    Some(s) => match last {
+                        Some((prev, c)) if prev == s => c,
+                        _ => {
+                            let c = *seen.entry(s).or_insert_with(|| {
+                                names.push(s);
+                                names.len() as u32 - 1
+                            });
+                            last = Some((s, c));
+                            c
+                        }
+                    },
+                });
+            }
+            (names, local)
+        })
+        .collect();
     let mut codes: HashMap<Vec<u8>, u32> = ch
         .names
         .iter()
         .enumerate()
         .map(|(i, s)| (s.as_bytes().to_vec(), i as u32))
         .collect();
-    let mut last: Option<(&[u8], u32)> = None;
-    for r in rows {
-        let code = match (r < n).then(|| col.get(r)).flatten() {
-            None => NO_CHANNEL,
-            Some(s) => match last {
-                Some((prev, c)) if prev == s => c,
-                _ => {
+    // Per block: local code -> channel code.
+    let global: Vec<Vec<u32>> = blocks
+        .iter()
+        .map(|(names, _)| {
+            names
+                .iter()
+                .map(|&s| {
                     let next = codes.len() as u32;
-                    let c = *codes.entry(s.to_vec()).or_insert_with(|| {
+                    *codes.entry(s.to_vec()).or_insert_with(|| {
                         ch.names.push(String::from_utf8_lossy(s).into_owned());
                         next
-                    });
-                    last = Some((s, c));
-                    c
-                }
+                    })
+                })
+                .collect()
+        })
+        .collect();
+    let new = crate::par::gather(
+        order,
+        |r| {
+            if r < n {
+                crate::ids::prefetch(&blocks[r / BLOCK].1[r % BLOCK])
+            }
+        },
+        |r| match blocks.get(r / BLOCK).filter(|_| r < n) {
+            Some((_, local)) => match local[r % BLOCK] {
+                NO_CHANNEL => NO_CHANNEL,
+                c => global[r / BLOCK][c as usize],
             },
-        };
-        ch.codes.push(code);
-    }
+            None => NO_CHANNEL,
+        },
+    );
+    ch.codes.extend_from_slice(&new);
 }
 
 /// The cycles among rows not reached from a root. Each unreached component
@@ -1074,6 +1110,65 @@ pub(crate) fn test_forest_extended(
 mod tests {
     use super::*;
     use crate::ids::mix64;
+
+    #[test]
+    fn channels_follow_their_users_across_blocks_and_extend() {
+        // 150k rows (three encoding blocks), each referred by an earlier
+        // row at random (one in ten a root); a channel on one user in five,
+        // named after the id mod 7.
+        let n = 150_000usize;
+        let users: Vec<i64> = (0..n as i64).map(|i| i * 3 + 1).collect();
+        let refs: Vec<i64> = (0..n)
+            .map(|i| users[(mix64(i as u64) % i.max(1) as u64) as usize])
+            .collect();
+        let valid: Vec<bool> = (0..n).map(|i| i % 10 != 0).collect();
+        let name = |id: i64| format!("ch{}", id % 7);
+        let (mut offsets, mut data, mut has) = (vec![0i64], Vec::new(), Vec::new());
+        for &u in &users {
+            if u % 5 == 0 {
+                data.extend_from_slice(name(u).as_bytes());
+            }
+            offsets.push(data.len() as i64);
+            has.push(u % 5 == 0);
+        }
+        let input = |r: std::ops::Range<usize>| ReferralInput {
+            channel: Some(StrColumn {
+                offsets: &offsets[r.start..=r.end],
+                data: &data,
+                valid: Some(&has[r.clone()]),
+            }),
+            ..test_input(&users[r.clone()], &refs[r.clone()], &valid[r])
+        };
+        let check = |f: &Forest| {
+            let ch = f.channels().expect("channels");
+            assert_eq!(ch.codes.len(), f.num_users());
+            assert_eq!(ch.names.len(), 7);
+            for u in 0..f.num_users() as u32 {
+                let IdRef::Int(id) = f.ids().get(u) else {
+                    unreachable!()
+                };
+                match ch.codes[u as usize] {
+                    NO_CHANNEL => assert_ne!(id % 5, 0, "user {id}"),
+                    c => assert_eq!(ch.names[c as usize], name(id), "user {id}"),
+                }
+            }
+        };
+        let whole = Forest::build(&input(0..n), OnInvalid::Raise)
+            .unwrap()
+            .forest;
+        assert_eq!(whole.num_users(), n);
+        check(&whole);
+        let split = 100_000;
+        let base = Forest::build(&input(0..split), OnInvalid::Raise)
+            .unwrap()
+            .forest;
+        let more = base
+            .extend(&input(split..n), OnInvalid::Raise)
+            .unwrap()
+            .forest;
+        assert_eq!(more.num_users(), n);
+        check(&more);
+    }
 
     use super::test_input as input;
 
