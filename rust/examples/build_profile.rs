@@ -24,8 +24,8 @@ fn main() {
         f.ancestors();
         eprintln!("  ancestors: {:?}", t.elapsed());
         let t = Instant::now();
-        f.ancestor_ids();
-        eprintln!("  ancestor ids: {:?}", t.elapsed());
+        f.chains();
+        eprintln!("  chains: {:?}", t.elapsed());
         let t = Instant::now();
         f.depth_u8();
         eprintln!("  depth u8: {:?}", t.elapsed());

@@ -31,6 +31,15 @@ pub const NO_CHANNEL: u32 = u32::MAX;
 /// the whole chain of a typical 1-4 level policy.
 pub const UP: usize = 4;
 
+/// A user's first `UP` ancestors (`NO_USER` above a root) and their
+/// integer ids (0 there), aligned so that one record is one cache line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(64))]
+pub struct Chain {
+    pub up: [UserIx; UP],
+    pub ids: [i64; UP],
+}
+
 /// A nullable string column, borrowed (large-utf8 layout).
 #[derive(Debug, Clone, Copy)]
 pub struct StrColumn<'a> {
@@ -93,7 +102,7 @@ pub struct Forest {
     /// The first `UP` ancestors of each user, built on first use.
     pub(crate) up: OnceLock<Vec<[UserIx; UP]>>,
     /// The ids of those ancestors (integer ids only), built on first use.
-    pub(crate) up_ids: OnceLock<Vec<[i64; UP]>>,
+    pub(crate) chains: OnceLock<Vec<Chain>>,
     /// The id index with keys in its slots (integer ids), built on first use.
     pub(crate) keyed: OnceLock<Option<KeyedSlots>>,
     /// min(depth, 255) per user, built on first use.
@@ -178,19 +187,23 @@ impl Forest {
     pub fn ancestors(&self) -> &[[UserIx; UP]] {
         self.up.get_or_init(|| ancestors(&self.parent))
     }
-    /// `ancestor_ids()[u][k]`: the id of `ancestors()[u][k]` (0 above a
-    /// root), for integer ids (`None` for strings). The batch walk writes
-    /// beneficiary ids from this one 32-byte read per event instead of a
-    /// random read of `ids` per ledger row. Built once, on first use (32
+    /// `chains()[u]`: u's first `UP` ancestors and their ids in one
+    /// cache line, for integer ids (`None` for strings). The batch walk
+    /// reads a buyer's whole chain, beneficiary ids included, in one random
+    /// read per event (instead of one for the ancestors and one for their
+    /// ids, or one of `ids` per ledger row). Built once, on first use (64
     /// bytes per user).
-    pub fn ancestor_ids(&self) -> Option<&[[i64; UP]]> {
+    pub fn chains(&self) -> Option<&[Chain]> {
         let IdValues::Int(ids) = &self.ids else {
             return None;
         };
         let up = self.ancestors();
-        Some(self.up_ids.get_or_init(|| {
+        Some(self.chains.get_or_init(|| {
             up.par_iter()
-                .map(|a| a.map(|x| if x == NO_USER { 0 } else { ids[x as usize] }))
+                .map(|&a| Chain {
+                    up: a,
+                    ids: a.map(|x| if x == NO_USER { 0 } else { ids[x as usize] }),
+                })
                 .collect()
         }))
     }
@@ -366,7 +379,7 @@ pub(crate) fn assemble(
         parent,
         depth,
         up: OnceLock::new(),
-        up_ids: OnceLock::new(),
+        chains: OnceLock::new(),
         keyed: OnceLock::new(),
         depth8: OnceLock::new(),
         children_csr: OnceLock::new(),
@@ -1213,6 +1226,24 @@ mod tests {
             }
             let known = up[u].iter().take_while(|&&a| a != NO_USER).count();
             assert_eq!(known, (f.depth()[u] as usize).min(UP));
+        }
+        // The walk's records: the same ancestors, with their ids, one line each.
+        let chains = f.chains().expect("integer ids");
+        let IdValues::Int(ids) = f.ids() else {
+            unreachable!()
+        };
+        assert_eq!(std::mem::size_of::<Chain>(), 64);
+        assert!((chains.as_ptr() as usize).is_multiple_of(64));
+        for (u, c) in chains.iter().enumerate() {
+            assert_eq!(c.up, up[u]);
+            for k in 0..UP {
+                let want = if up[u][k] == NO_USER {
+                    0
+                } else {
+                    ids[up[u][k] as usize]
+                };
+                assert_eq!(c.ids[k], want, "user {u}, ancestor {}", k + 1);
+            }
         }
     }
 

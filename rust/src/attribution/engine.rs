@@ -12,7 +12,8 @@
 //!    and identical on any number of threads. With integer ids and every
 //!    ancestor qualified, the walk also writes the output columns (`Wide`).
 //! 5. Apply caps (`limits`), then sum totals (`totals`) and stats in a
-//!    fixed order (deterministic for floats too).
+//!    fixed order (deterministic for floats too). Without caps, integer
+//!    rows are grouped for the totals by each walk chunk while in cache.
 //!
 //! O(m log m + m·D) time; memory: the ledger plus a few arrays per user.
 
@@ -25,9 +26,9 @@ use super::limits;
 use super::money::Money;
 use super::policy::{Policy, Qualify};
 use super::ranges::SharedMut;
-use super::totals::{totals, Totals};
+use super::totals::{totals, Ranged, Totals};
 use crate::error::{Error, Issue, IssueKind, OnInvalid, Result};
-use crate::forest::{lookup_par, Forest, NULL_TS, UP};
+use crate::forest::{lookup_par, Chain, Forest, NULL_TS, UP};
 use crate::ids::{prefetch, IdSlice, IdValues, UserIx, NO_USER};
 use crate::progress::Progress;
 
@@ -303,9 +304,11 @@ pub fn attribute_global<T: Money>(
         None => qualification(forest, &prep, policy)?,
     };
     let (eligible, creditable) = limits::eligible(forest, &prep, policy, global.allowed.as_deref());
-    let (mut ledger, forfeited) = walk(forest, &prep, policy, &qual, &eligible, progress)?;
+    let capped = policy.cap_per_beneficiary.is_some() && !global.skip_cap;
+    let (mut ledger, forfeited, ranged) =
+        walk(forest, &prep, policy, &qual, &eligible, !capped, progress)?;
     let capped_off = match policy.cap_per_beneficiary {
-        Some(cap) if !global.skip_cap => {
+        Some(cap) if capped => {
             limits::apply_cap(forest.num_users(), |r| prep.ts(r), &mut ledger, cap)?
         }
         _ => T::ZERO,
@@ -316,6 +319,7 @@ pub fn attribute_global<T: Money>(
         &ledger.level,
         &ledger.credit,
         policy.levels(),
+        ranged.as_ref(),
     )?;
     // Per fixed chunk, then chunks in order: the same float sum on any
     // number of threads.
@@ -622,16 +626,19 @@ impl<T> Sink<T> for Slots<T> {
 /// caps) and the forfeited credit. Chunks of input rows run in parallel.
 /// When every ancestor qualifies, an event pays exactly min(levels, depth
 /// of its buyer) rows, so chunks count their rows first and write straight
-/// into the final columns; otherwise each chunk fills its own ledger and
-/// the chunks are concatenated in order.
+/// into the final columns, and with `pack` (credits final: no cap follows)
+/// integer rows are also packed for the totals while in cache (`Ranged`);
+/// otherwise each chunk fills its own ledger and the chunks are
+/// concatenated in order.
 fn walk<T: Money>(
     forest: &Forest,
     prep: &Prepared<'_, T>,
     policy: &Policy<T>,
     qual: &Qualification<T>,
     eligible: &[bool],
+    pack: bool,
     progress: &Progress,
-) -> Result<(Ledger<T>, T)> {
+) -> Result<(Ledger<T>, T, Option<Ranged>)> {
     let m = prep.ev.amount.len();
     let levels = policy.levels();
     let nchunks = m.div_ceil(CHUNK);
@@ -662,11 +669,16 @@ fn walk<T: Money>(
             wide: None,
         };
         // Integer ids: the walk writes the output columns too.
-        let wide_in = match (prep.ev.buyer, forest.ancestor_ids(), forest.ids()) {
-            (IdSlice::Int(keys), Some(up_ids), IdValues::Int(ids)) => Some((keys, up_ids, ids)),
+        let wide_in = match (prep.ev.buyer, forest.chains(), forest.ids()) {
+            (IdSlice::Int(keys), Some(chains), IdValues::Int(ids)) => Some((keys, chains, ids)),
             _ => None,
         };
         let rates = policy.rates();
+        let mut ranged = if pack && T::ZERO.to_i64().is_some() {
+            Ranged::new(forest.num_users(), total, nchunks)
+        } else {
+            None
+        };
         let mut wide = wide_in.map(|_| Wide {
             event_id: Vec::with_capacity(total),
             buyer_id: Vec::with_capacity(total),
@@ -695,16 +707,16 @@ fn walk<T: Money>(
             at: at[c],
             end: at[c + 1],
         };
-        let filled: Vec<Result<bool>> = (0..nchunks)
+        let filled: Vec<Result<(bool, bool)>> = (0..nchunks)
             .into_par_iter()
             .map(|c| {
                 advance(c)?;
                 let mut out = slots(c);
                 match (&wide_cols, wide_in) {
-                    (Some(w), Some((keys, up_ids, ids))) => {
+                    (Some(w), Some((keys, chains, ids))) => {
                         let src = WideSource {
                             keys,
-                            up_ids,
+                            chains,
                             ids,
                             event_id: prep.ev.event_id,
                             rates: &rates,
@@ -715,11 +727,37 @@ fn walk<T: Money>(
                         walk_rows(forest, prep, policy, qual, &rows_of(c), &mut out)?;
                     }
                 }
-                Ok(out.at == out.end)
+                let fits = ranged.as_ref().is_none_or(|r| {
+                    let (start, len) = (at[c], at[c + 1] - at[c]);
+                    // SAFETY: this chunk just wrote these slots, and no
+                    // other chunk touches them; `fill` is called once per
+                    // chunk, for the chunk's own span.
+                    unsafe {
+                        r.fill(
+                            c,
+                            start,
+                            std::slice::from_raw_parts(cols.1.ptr().add(start), len),
+                            std::slice::from_raw_parts(cols.2.ptr().add(start), len),
+                            std::slice::from_raw_parts(cols.3.ptr().add(start), len),
+                        )
+                    }
+                });
+                Ok((out.at == out.end, fits))
             })
             .collect();
+        let mut all_fit = true;
         for f in filled {
-            assert!(f?, "ledger slots left unwritten");
+            let (complete, fits) = f?;
+            assert!(complete, "ledger slots left unwritten");
+            all_fit &= fits;
+        }
+        if let Some(r) = ranged.as_mut() {
+            // SAFETY: every chunk filled its span, and the spans cover the
+            // ledger (checked above).
+            unsafe { r.filled() };
+        }
+        if !all_fit {
+            ranged = None;
         }
         // SAFETY: every chunk wrote each of its slots exactly once (checked
         // above), and the slots of all chunks cover 0..total; the walk
@@ -738,7 +776,7 @@ fn walk<T: Money>(
             }
         }
         ledger.wide = wide;
-        return Ok((ledger, T::ZERO));
+        return Ok((ledger, T::ZERO, ranged));
     }
     let chunks: Vec<Result<(Ledger<T>, T)>> = (0..nchunks)
         .into_par_iter()
@@ -761,7 +799,7 @@ fn walk<T: Money>(
         credit: concat_par(&chunks, |l| &l.credit),
         wide: None,
     };
-    Ok((ledger, forfeited))
+    Ok((ledger, forfeited, None))
 }
 
 /// Walks the chains of `rows` (eligible events, in row order) into `out`;
@@ -826,7 +864,7 @@ fn walk_rows<T: Money, S: Sink<T>>(
 /// event ids, the ancestors' ids.
 struct WideSource<'a> {
     keys: &'a [i64],
-    up_ids: &'a [[i64; UP]],
+    chains: &'a [Chain],
     ids: &'a [i64],
     event_id: Option<&'a [i64]>,
     /// The rate of each level.
@@ -844,7 +882,7 @@ struct WideCols<T> {
 
 /// [`walk_rows`] when every ancestor qualifies and ids are integers: ancestor
 /// k takes level k, and each row's output columns are written with it (the
-/// beneficiaries' ids from `ancestor_ids`, fetched with the chain).
+/// beneficiaries' ids from the buyer's `Chain`, one cache line).
 fn walk_rows_wide<T: Money>(
     forest: &Forest,
     prep: &Prepared<'_, T>,
@@ -854,24 +892,22 @@ fn walk_rows_wide<T: Money>(
     out: &mut Slots<T>,
     w: &WideCols<T>,
 ) {
-    let (up, parent) = (forest.ancestors(), forest.parent());
+    let parent = forest.parent();
     let levels = policy.levels();
     // A pipeline: the chain of the event AHEAD rows on is fetched while
     // this one is written, so a steady number of misses is in flight.
     const AHEAD: usize = 2 * GROUP;
     for &r in rows.iter().take(AHEAD) {
-        let b = prep.buyer[r] as usize;
-        prefetch(&up[b]);
-        prefetch(&src.up_ids[b]);
+        prefetch(&src.chains[prep.buyer[r] as usize]);
     }
     for (i, &r) in rows.iter().enumerate() {
         if let Some(&next) = rows.get(i + AHEAD) {
-            let b = prep.buyer[next] as usize;
-            prefetch(&up[b]);
-            prefetch(&src.up_ids[b]);
+            prefetch(&src.chains[prep.buyer[next] as usize]);
         }
-        let b = prep.buyer[r] as usize;
-        let (chain, chain_ids) = (&up[b], &src.up_ids[b]);
+        let Chain {
+            up: chain,
+            ids: chain_ids,
+        } = &src.chains[prep.buyer[r] as usize];
         let amount = prep.ev.amount[r];
         let event_id = src.event_id.map_or(r as i64, |e| e[r]);
         let key = src.keys[r];
@@ -1028,10 +1064,58 @@ mod tests {
                 assert_eq!(gids[l.beneficiary[i] as usize], w.beneficiary_id[i]);
             }
         }
+        // The totals from rows the walk packed equal those summed from the
+        // ledger's columns afterwards.
+        let ev = crate::scores::tests::events(&buyers, &amounts);
+        let got = attribute(&f, &ev, &policy, OnInvalid::Raise).unwrap();
+        let l = &got.ledger;
+        let from_ledger = totals(&f, &l.beneficiary, &l.level, &l.credit, 10, None).unwrap();
+        assert_eq!(got.totals, from_ledger);
+        assert!(!got.totals.beneficiary.is_empty());
         // A qualification rule takes the general walk, without wide columns.
+
         let purchased = Policy::new(&rates, None, None, Qualify::Purchased, false, None).unwrap();
         let ev = crate::scores::tests::events(&buyers, &amounts);
         let got = attribute(&f, &ev, &purchased, OnInvalid::Raise).unwrap();
         assert!(got.ledger.wide.is_none());
+    }
+
+    #[test]
+    fn packed_totals_cover_every_chunk_and_fall_back_for_big_credits() {
+        let mut rng = Rng::new(5, 0);
+        let (users, f) = deep_forest(2_000, &mut rng);
+        // Several walk chunks, some of them (the middle ones) without rows.
+        let m = 5 * CHUNK + 17;
+        let buyers: Vec<i64> = (0..m)
+            .map(|r| match r / CHUNK {
+                2 => -1,
+                _ => users[rng.below(users.len() as u64) as usize],
+            })
+            .collect();
+        let policy =
+            Policy::new(&[0.1, 0.05, 0.02], None, None, Qualify::Always, false, None).unwrap();
+        for big in [false, true] {
+            let amounts: Vec<i64> = (0..m)
+                .map(|r| match (big, r) {
+                    // A credit beyond the 49 bits packing leaves for 2,000 users.
+                    (true, 77) => 1 << 55,
+                    _ => rng.below(50_000) as i64 - 5_000,
+                })
+                .collect();
+            let ev = crate::scores::tests::events(&buyers, &amounts);
+            let got = attribute(&f, &ev, &policy, OnInvalid::Raise).unwrap();
+            let l = &got.ledger;
+            let want = totals(&f, &l.beneficiary, &l.level, &l.credit, 3, None).unwrap();
+            assert_eq!(got.totals, want);
+            let mut by_user = std::collections::HashMap::new();
+            for i in 0..l.len() {
+                *by_user.entry(l.beneficiary[i]).or_insert(0i64) += l.credit[i];
+            }
+            assert_eq!(got.totals.beneficiary.len(), by_user.len());
+            for (u, c) in got.totals.beneficiary.iter().zip(&got.totals.credit) {
+                assert_eq!(by_user[u], *c);
+            }
+            assert_eq!(big, got.totals.credit[0] >= 1 << 50);
+        }
     }
 }

@@ -1,18 +1,19 @@
 //! Totals per beneficiary: the leaderboard (credit descending, ties by id).
 //!
-//! Ledger rows are moved into ranges of consecutive beneficiaries (a
-//! parallel counting sort that carries the level and credit along), each
-//! range is summed into dense per-user arrays in ledger order — so float
-//! sums never depend on the thread count — and the beneficiaries are
-//! sorted as packed (credit, id) integers (a comparator for string ids
-//! and decimal amounts).
+//! Ledger rows are moved into interleaved ranges of beneficiaries (a
+//! parallel counting sort that carries the level and credit along, or, for
+//! integer credits that no cap changes, packed by the walk chunk by chunk:
+//! `Ranged`), each range is summed into dense per-user records in ledger
+//! order — so float sums never depend on the thread count — and the
+//! beneficiaries are sorted as packed (credit, id) integers (a comparator
+//! for string ids and decimal amounts).
 
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::engine::sum;
 use super::money::Money;
-use super::ranges::{local, range_len, scatter_by_range, RANGES};
+use super::ranges::{local, range_len, range_of, scatter_by_range, SharedMut, RANGES};
 use crate::error::Result;
 use crate::forest::Forest;
 use crate::ids::{IdValues, UserIx};
@@ -35,35 +36,28 @@ pub(crate) fn totals<T: Money>(
     level: &[u8],
     credit: &[T],
     levels: usize,
+    ranged: Option<&Ranged>,
 ) -> Result<Totals<T>> {
     let n = forest.num_users();
-    // A beneficiary's sums side by side (one cache line): its total, then
-    // its credit at each level.
     let width = levels + 1;
-    type Part<T> = (Vec<UserIx>, Vec<u32>, Vec<T>);
-    let sum_range =
-        |t: usize, items: &mut dyn Iterator<Item = (usize, u8, T)>| -> Result<Part<T>> {
-            let w = range_len(n, t);
-            let mut sums = vec![T::ZERO; w * width];
-            let mut events = vec![0u32; w];
-            for (u, k, c) in items {
-                let s = &mut sums[u * width..(u + 1) * width];
-                s[0] = sum(s[0], c, "a beneficiary's credit total")?;
-                s[k as usize] = sum(s[k as usize], c, "a beneficiary's credit total")?;
-                events[u] += 1;
-            }
-            let paid = events.iter().filter(|&&e| e > 0).count();
-            let (mut users, mut counts) = (Vec::with_capacity(paid), Vec::with_capacity(paid));
-            let mut out = Vec::with_capacity(paid * width);
-            for u in (0..w).filter(|&u| events[u] > 0) {
-                users.push((u * RANGES + t) as UserIx);
-                counts.push(events[u]);
-                out.extend_from_slice(&sums[u * width..(u + 1) * width]);
-            }
-            Ok((users, counts, out))
-        };
-    let parts: Vec<Result<Part<T>>> = match Packed::new(n) {
-        Some(p) if T::ZERO.to_i64().is_some() => {
+    let parts: Vec<Result<Part<T>>> = match (ranged, Packed::new(n)) {
+        // Packed by the walk, chunk by chunk (see `Ranged`).
+        (Some(r), _) => Some(
+            (0..RANGES)
+                .into_par_iter()
+                .map(|t| {
+                    let it = (0..r.chunks()).flat_map(|c| {
+                        let seg = r.bounds[c * RANGES + t]..r.bounds[c * RANGES + t + 1];
+                        r.items[seg].iter().map(|&x| {
+                            let (u, k, c) = r.packed.unpack(x);
+                            (u, k, T::from_i64(c))
+                        })
+                    });
+                    sum_range(range_len(n, t), t, width, it, true)
+                })
+                .collect(),
+        ),
+        (None, Some(p)) if T::ZERO.to_i64().is_some() => {
             // Integer credits move as one u64 each; should one not fit,
             // the rows move again as (beneficiary, level, credit).
             let misfit = AtomicBool::new(false);
@@ -85,11 +79,11 @@ pub(crate) fn totals<T: Money>(
                     (0..RANGES)
                         .into_par_iter()
                         .map(|t| {
-                            let mut it = items[offsets[t]..offsets[t + 1]].iter().map(|&x| {
+                            let it = items[offsets[t]..offsets[t + 1]].iter().map(|&x| {
                                 let (u, k, c) = p.unpack(x);
                                 (u, k, T::from_i64(c))
                             });
-                            sum_range(t, &mut it)
+                            sum_range(range_len(n, t), t, width, it, true)
                         })
                         .collect(),
                 )
@@ -106,10 +100,10 @@ pub(crate) fn totals<T: Money>(
         (0..RANGES)
             .into_par_iter()
             .map(|t| {
-                let mut it = items[offsets[t]..offsets[t + 1]]
+                let it = items[offsets[t]..offsets[t + 1]]
                     .iter()
                     .map(|&(b, k, c)| (local(b), k, c));
-                sum_range(t, &mut it)
+                sum_range(range_len(n, t), t, width, it, false)
             })
             .collect()
     });
@@ -123,20 +117,163 @@ pub(crate) fn totals<T: Money>(
         sums.extend(s);
     }
     let order = leaderboard(forest, &users, |i| sums[i * width]);
-    let column = |f: &(dyn Fn(usize) -> T + Sync)| -> Vec<T> {
-        order.par_iter().map(|&i| f(i as usize)).collect()
-    };
-    Ok(Totals {
+    // Records in leaderboard order first (one random line each), then
+    // every column from them by a sequential strided read: reading `sums`
+    // in that order once per column would pay the random reads per column.
+    let mut sorted = vec![T::ZERO; sums.len()];
+    sorted
+        .par_chunks_mut(width)
+        .zip(order.par_iter())
+        .for_each(|(dst, &i)| dst.copy_from_slice(&sums[i as usize * width..][..width]));
+    drop(sums);
+    let column = |k: usize| -> Vec<T> { sorted.par_chunks(width).map(|s| s[k]).collect() };
+    let out = Totals {
         beneficiary: order.par_iter().map(|&i| users[i as usize]).collect(),
-        credit: column(&|i| sums[i * width]),
+        credit: column(0),
         events: order
             .par_iter()
             .map(|&i| events[i as usize] as u64)
             .collect(),
-        by_level: (1..width)
-            .map(|k| column(&|i| sums[i * width + k]))
-            .collect(),
-    })
+        by_level: (1..width).map(column).collect(),
+    };
+    Ok(out)
+}
+
+/// Range `t`'s paid users (in user order), their event counts and their
+/// sums `[total, level 1, .., level D]` side by side.
+type Part<T> = (Vec<UserIx>, Vec<u32>, Vec<T>);
+
+/// Sums range `t`'s `items` (user within the range, level, credit) into
+/// dense per-user records of `width` = levels + 1 values, one cache line a
+/// user. Integer credits (`exact`) keep the event count in the record's
+/// first slot (one line touched per item) and add the total from the
+/// levels at the end, which is exact for integers; floats add the total
+/// row by row in ledger order, so it never depends on the thread count.
+fn sum_range<T: Money>(
+    w: usize,
+    t: usize,
+    width: usize,
+    items: impl Iterator<Item = (usize, u8, T)>,
+    exact: bool,
+) -> Result<Part<T>> {
+    const WHAT: &str = "a beneficiary's credit total";
+    let mut sums = vec![T::ZERO; w * width];
+    let mut events = vec![0u32; if exact { 0 } else { w }];
+    if exact {
+        let one = T::from_i64(1);
+        for (u, k, c) in items {
+            let s = &mut sums[u * width..(u + 1) * width];
+            s[0] = sum(s[0], one, "an event count")?;
+            s[k as usize] = sum(s[k as usize], c, WHAT)?;
+        }
+        events = (0..w)
+            .map(|u| sums[u * width].to_i64().unwrap_or(0) as u32)
+            .collect();
+        for s in sums.chunks_exact_mut(width) {
+            let mut total = T::ZERO;
+            for &c in &s[1..] {
+                total = sum(total, c, WHAT)?;
+            }
+            s[0] = total;
+        }
+    } else {
+        for (u, k, c) in items {
+            let s = &mut sums[u * width..(u + 1) * width];
+            s[0] = sum(s[0], c, WHAT)?;
+            s[k as usize] = sum(s[k as usize], c, WHAT)?;
+            events[u] += 1;
+        }
+    }
+    let paid = events.iter().filter(|&&e| e > 0).count();
+    let (mut users, mut counts) = (Vec::with_capacity(paid), Vec::with_capacity(paid));
+    let mut out = Vec::with_capacity(paid * width);
+    for u in (0..w).filter(|&u| events[u] > 0) {
+        users.push((u * RANGES + t) as UserIx);
+        counts.push(events[u]);
+        out.extend_from_slice(&sums[u * width..(u + 1) * width]);
+    }
+    Ok((users, counts, out))
+}
+
+/// Integer ledger rows packed and grouped by user range chunk by chunk of
+/// the walk, while each chunk's rows are still in cache (instead of a
+/// counting sort over the whole ledger afterwards): chunk c's rows fill
+/// `items[at[c]..at[c + 1]]`, range t's of them
+/// `bounds[c * RANGES + t]..bounds[c * RANGES + t + 1]`, in ledger order.
+pub(crate) struct Ranged {
+    items: Vec<u64>,
+    bounds: Vec<usize>,
+    packed: Packed,
+    /// Write pointers into `items` and `bounds` for the chunks' tasks.
+    items_out: SharedMut<u64>,
+    bounds_out: SharedMut<usize>,
+}
+
+impl Ranged {
+    /// Room for `rows` ledger rows over `chunks` walk chunks; `None` when
+    /// the users leave too few bits for credits.
+    pub(crate) fn new(num_users: usize, rows: usize, chunks: usize) -> Option<Self> {
+        let packed = Packed::new(num_users)?;
+        let mut items = Vec::with_capacity(rows);
+        let mut bounds = vec![0; chunks * RANGES + 1];
+        bounds[chunks * RANGES] = rows;
+        Some(Ranged {
+            items_out: SharedMut(items.as_mut_ptr()),
+            bounds_out: SharedMut(bounds.as_mut_ptr()),
+            items,
+            bounds,
+            packed,
+        })
+    }
+
+    fn chunks(&self) -> usize {
+        (self.bounds.len() - 1) / RANGES
+    }
+
+    /// Packs chunk `c`'s rows, which start at ledger row `at`; returns
+    /// false when a credit does not fit (totals then take the ledger).
+    ///
+    /// # Safety
+    /// Each chunk is filled once, by one task; the chunks' spans
+    /// `at..at + beneficiary.len()` are disjoint and within `rows`.
+    pub(crate) unsafe fn fill<T: Money>(
+        &self,
+        c: usize,
+        at: usize,
+        beneficiary: &[UserIx],
+        level: &[u8],
+        credit: &[T],
+    ) -> bool {
+        let mut next = [0usize; RANGES + 1];
+        for &u in beneficiary {
+            next[range_of(u) + 1] += 1;
+        }
+        for t in 0..RANGES {
+            next[t + 1] += next[t];
+            // SAFETY: bounds c * RANGES .. (c + 1) * RANGES are chunk c's.
+            unsafe { *self.bounds_out.ptr().add(c * RANGES + t) = at + next[t] };
+        }
+        let mut fits = true;
+        for i in 0..beneficiary.len() {
+            let u = beneficiary[i];
+            let x = self.packed.pack(local(u), level[i], credit[i].to_i64());
+            fits &= x.is_some();
+            let t = range_of(u);
+            // SAFETY: rows at..at + len are this chunk's (see above).
+            unsafe { *self.items_out.ptr().add(at + next[t]) = x.unwrap_or(0) };
+            next[t] += 1;
+        }
+        fits
+    }
+
+    /// Marks every row written.
+    ///
+    /// # Safety
+    /// Every chunk's span was filled, and the spans cover all `rows`.
+    pub(crate) unsafe fn filled(&mut self) {
+        let rows = self.bounds[self.bounds.len() - 1];
+        unsafe { self.items.set_len(rows) };
+    }
 }
 
 /// A ledger row's (beneficiary within its range, level, integer credit)
@@ -253,7 +390,7 @@ mod tests {
             let c: Vec<i64> = (0..rows as i64)
                 .map(|i| if i == 77 { big } else { (i * 31 % 1001) - 300 })
                 .collect();
-            let t = totals(&f, &b, &k, &c, 3).unwrap();
+            let t = totals(&f, &b, &k, &c, 3, None).unwrap();
             let want = naive(&b, &k, &c, 3);
             assert_eq!(t.beneficiary.len(), want.len());
             for (i, u) in t.beneficiary.iter().enumerate() {
@@ -270,7 +407,7 @@ mod tests {
         }
         // Overflow of a total is an error on either path.
         let c = vec![i64::MAX / 2 + 1; 2];
-        assert!(totals(&f, &[4, 4], &[1, 2], &c, 3).is_err());
-        assert!(totals(&f, &[4, 4], &[1, 1], &[3, i64::MAX], 3).is_err());
+        assert!(totals(&f, &[4, 4], &[1, 2], &c, 3, None).is_err());
+        assert!(totals(&f, &[4, 4], &[1, 1], &[3, i64::MAX], 3, None).is_err());
     }
 }
