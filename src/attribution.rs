@@ -252,6 +252,11 @@ impl EventColumns {
                 .as_ref()
                 .and_then(|e| e.as_primitive_opt::<Int64Type>())
                 .map(|e| &e.values()[..]),
+            // Non-int64 event ids are taken by row.
+            keep_rows: self
+                .event_id
+                .as_ref()
+                .is_some_and(|e| e.data_type() != &DataType::Int64),
             buyer_col: names.user_id,
             amount_col: names.amount,
             ts_col: names.ts.unwrap_or("ts"),
@@ -431,7 +436,9 @@ fn run<T: Face>(
     dist: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<Tables> {
     let policy = core_policy::<T>(py, policy, &cols.amounts)?;
-    let input = cols.input(values, names);
+    let mut input = cols.input(values, names);
+    // A distributed run orders and caps by (ts, global row) later.
+    input.keep_rows |= dist.is_some();
     let f = forest.clone();
     let levels = policy.levels();
     let rates = policy.rates();

@@ -22,6 +22,7 @@ fn main() {
         ts: Some((&e.ts, None)),
         event_id_valid: None,
         event_id: None,
+        keep_rows: false,
         buyer_col: "user_id",
         amount_col: "amount",
         ts_col: "ts",

@@ -31,6 +31,37 @@ pub const NO_CHANNEL: u32 = u32::MAX;
 /// the whole chain of a typical 1-4 level policy.
 pub const UP: usize = 4;
 
+/// The table of every user's first `UP` ancestors ([`Forest::ancestors`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Ancestors<'a> {
+    /// String ids: ancestors alone.
+    Plain(&'a [[UserIx; UP]]),
+    /// Integer ids: the ancestors in each user's `Chain`.
+    Chains(&'a [Chain]),
+}
+
+impl<'a> Ancestors<'a> {
+    /// User `u`'s first `UP` ancestors.
+    #[inline]
+    pub fn of(self, u: UserIx) -> &'a [UserIx; UP] {
+        match self {
+            Ancestors::Plain(t) => &t[u as usize],
+            Ancestors::Chains(c) => &c[u as usize].up,
+        }
+    }
+
+    pub fn len(self) -> usize {
+        match self {
+            Ancestors::Plain(t) => t.len(),
+            Ancestors::Chains(c) => c.len(),
+        }
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// A user's first `UP` ancestors (`NO_USER` above a root) and their
 /// integer ids (0 there), aligned so that one record is one cache line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,13 +210,17 @@ impl Forest {
             self.parent[u as usize] != NO_USER
         }
     }
-    /// `ancestors()[u][k]`: u's ancestor k + 1 (`NO_USER` above a root).
-    /// Walking parent pointers is one dependent cache miss per level; this
-    /// table turns the first `UP` levels of a chain into one read. Built
-    /// once, on first use: `UP` parallel passes, each reading the previous
-    /// level at the parents (O(n·UP), 16 bytes per user).
-    pub fn ancestors(&self) -> &[[UserIx; UP]] {
-        self.up.get_or_init(|| ancestors(&self.parent))
+    /// `ancestors().of(u)[k]`: u's ancestor k + 1 (`NO_USER` above a
+    /// root). Walking parent pointers is one dependent cache miss per
+    /// level; this table turns the first `UP` levels of a chain into one
+    /// read. Built once, on first use: `UP` parallel passes, each reading
+    /// the previous level at the parents (O(n·UP)). For integer ids it is
+    /// part of `chains` (no table of its own); otherwise 16 bytes per user.
+    pub fn ancestors(&self) -> Ancestors<'_> {
+        match self.chains() {
+            Some(c) => Ancestors::Chains(c),
+            None => Ancestors::Plain(self.up.get_or_init(|| ancestors(&self.parent))),
+        }
     }
     /// `chains()[u]`: u's first `UP` ancestors and their ids in one
     /// cache line, for integer ids (`None` for strings). The batch walk
@@ -197,9 +232,9 @@ impl Forest {
         let IdValues::Int(ids) = &self.ids else {
             return None;
         };
-        let up = self.ancestors();
         Some(self.chains.get_or_init(|| {
-            up.par_iter()
+            ancestors(&self.parent)
+                .par_iter()
                 .map(|&a| Chain {
                     up: a,
                     ids: a.map(|x| if x == NO_USER { 0 } else { ids[x as usize] }),
@@ -1213,6 +1248,7 @@ mod tests {
             .unwrap()
             .forest;
         let up = f.ancestors();
+        assert!(matches!(up, Ancestors::Chains(_)), "integer ids");
         assert_eq!(up.len(), f.num_users());
         for u in 0..f.num_users() {
             let mut a = u as UserIx;
@@ -1222,9 +1258,13 @@ mod tests {
                 } else {
                     f.parent()[a as usize]
                 };
-                assert_eq!(up[u][k], a, "user {u}, ancestor {}", k + 1);
+                assert_eq!(up.of(u as UserIx)[k], a, "user {u}, ancestor {}", k + 1);
             }
-            let known = up[u].iter().take_while(|&&a| a != NO_USER).count();
+            let known = up
+                .of(u as UserIx)
+                .iter()
+                .take_while(|&&a| a != NO_USER)
+                .count();
             assert_eq!(known, (f.depth()[u] as usize).min(UP));
         }
         // The walk's records: the same ancestors, with their ids, one line each.
@@ -1235,13 +1275,9 @@ mod tests {
         assert_eq!(std::mem::size_of::<Chain>(), 64);
         assert!((chains.as_ptr() as usize).is_multiple_of(64));
         for (u, c) in chains.iter().enumerate() {
-            assert_eq!(c.up, up[u]);
             for k in 0..UP {
-                let want = if up[u][k] == NO_USER {
-                    0
-                } else {
-                    ids[up[u][k] as usize]
-                };
+                let a = c.up[k];
+                let want = if a == NO_USER { 0 } else { ids[a as usize] };
                 assert_eq!(c.ids[k], want, "user {u}, ancestor {}", k + 1);
             }
         }

@@ -248,6 +248,7 @@ pub(crate) mod tests {
             ts: None,
             event_id_valid: None,
             event_id: None,
+            keep_rows: false,
             buyer_col: "user_id",
             amount_col: "amount",
             ts_col: "ts",

@@ -51,6 +51,10 @@ pub struct EventInput<'a, T> {
     /// The event ids when they are int64 (the ledger's `event_id` is then
     /// written by the walk; otherwise it is the input row).
     pub event_id: Option<&'a [i64]>,
+    /// The caller reads `Ledger::event_row` itself (non-int64 event ids
+    /// taken by row, distributed runs); otherwise the walk may leave it and
+    /// `Ledger::beneficiary` empty where the engine does not need them.
+    pub keep_rows: bool,
     pub buyer_col: &'a str,
     pub amount_col: &'a str,
     pub ts_col: &'a str,
@@ -61,6 +65,9 @@ pub struct EventInput<'a, T> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ledger<T> {
     /// The event's input row (its buyer and amount are read from there).
+    /// Empty, like `beneficiary`, when the walk wrote `wide`, no cap
+    /// follows, the totals came from the walk and the caller does not ask
+    /// for rows (`EventInput::keep_rows`): 8 bytes a row less to write.
     pub event_row: Vec<u32>,
     pub beneficiary: Vec<UserIx>,
     pub level: Vec<u8>,
@@ -96,10 +103,10 @@ impl<T> Default for Ledger<T> {
 
 impl<T> Ledger<T> {
     pub fn len(&self) -> usize {
-        self.event_row.len()
+        self.level.len()
     }
     pub fn is_empty(&self) -> bool {
-        self.event_row.is_empty()
+        self.level.is_empty()
     }
 }
 
@@ -321,20 +328,26 @@ pub fn attribute_global<T: Money>(
         policy.levels(),
         ranged.as_ref(),
     )?;
-    // Per fixed chunk, then chunks in order: the same float sum on any
-    // number of threads.
-    let partial: Vec<Result<T>> = ledger
-        .credit
-        .par_chunks(CHUNK)
-        .map(|c| {
-            c.iter()
-                .try_fold(T::ZERO, |a, &x| sum(a, x, "the credited total"))
-        })
-        .collect();
-    let mut credited = T::ZERO;
-    for p in partial {
-        credited = sum(credited, p?, "the credited total")?;
-    }
+    let credited = match exact_sum(&totals.credit) {
+        Some(c) => c,
+        None => {
+            // Per fixed chunk, then chunks in order: the same float sum on
+            // any number of threads.
+            let partial: Vec<Result<T>> = ledger
+                .credit
+                .par_chunks(CHUNK)
+                .map(|c| {
+                    c.iter()
+                        .try_fold(T::ZERO, |a, &x| sum(a, x, "the credited total"))
+                })
+                .collect();
+            let mut credited = T::ZERO;
+            for p in partial {
+                credited = sum(credited, p?, "the credited total")?;
+            }
+            credited
+        }
+    };
     let valid = prep
         .ok
         .as_ref()
@@ -358,6 +371,34 @@ pub fn attribute_global<T: Money>(
         stats,
         issues,
     })
+}
+
+/// The largest |amount| (`u64::MAX` for amounts that are not integers
+/// within i64), a bound on every credit.
+fn max_abs<T: Money>(amount: &[T]) -> u64 {
+    amount
+        .par_chunks(CHUNK)
+        .map(|c| {
+            c.iter()
+                .map(|x| x.to_i64().map_or(u64::MAX, i64::unsigned_abs))
+                .max()
+                .unwrap_or(0)
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// The sum of integer values, exact in any order (128-bit), when each and
+/// the sum fit an i64: the credited total from the beneficiaries' totals
+/// instead of a pass over the whole ledger. `None` for floats and for
+/// values beyond i64 (the ledger is summed then).
+fn exact_sum<T: Money>(xs: &[T]) -> Option<T> {
+    T::ZERO.to_i64()?;
+    let mut s = 0i128;
+    for &x in xs {
+        s += x.to_i64()? as i128;
+    }
+    i64::try_from(s).ok().map(T::from_i64)
 }
 
 fn check_id_kind<T>(forest: &Forest, ev: &EventInput<'_, T>) -> Result<()> {
@@ -597,8 +638,13 @@ impl<T> Sink<T> for Ledger<T> {
 
 /// Rows written in place into the final ledger columns, slots `at..end`.
 struct Slots<T> {
-    event_row: SharedMut<u32>,
+    /// `None`: the rows are not kept (see `Ledger::event_row`).
+    event_row: Option<SharedMut<u32>>,
+    /// The ledger's column (`beneficiary_base` 0) or, when the ledger
+    /// keeps none, the chunk's own buffer (`beneficiary_base`: its first
+    /// slot).
     beneficiary: SharedMut<UserIx>,
+    beneficiary_base: usize,
     level: SharedMut<u8>,
     credit: SharedMut<T>,
     at: usize,
@@ -611,10 +657,13 @@ impl<T> Sink<T> for Slots<T> {
         // A wrong row count would be a bug; never write outside our slots.
         assert!(self.at < self.end, "ledger slots overflow");
         // SAFETY: `at < end`, and slots `at..end` of every column belong to
-        // this chunk alone and lie within the columns' capacity.
+        // this chunk alone and lie within the columns' capacity (the
+        // chunk's own buffer holds `beneficiary_base..end`).
         unsafe {
-            *self.event_row.ptr().add(self.at) = row;
-            *self.beneficiary.ptr().add(self.at) = beneficiary;
+            if let Some(e) = &self.event_row {
+                *e.ptr().add(self.at) = row;
+            }
+            *self.beneficiary.ptr().add(self.at - self.beneficiary_base) = beneficiary;
             *self.level.ptr().add(self.at) = level;
             *self.credit.ptr().add(self.at) = credit;
         }
@@ -679,6 +728,20 @@ fn walk<T: Money>(
         } else {
             None
         };
+        // Nothing reads the rows or the beneficiaries' indices after a walk
+        // that writes the output columns and packs every credit.
+        let lean = wide_in.is_some()
+            && !prep.ev.keep_rows
+            && ranged.as_ref().is_some_and(|r| {
+                r.fits_every(
+                    max_abs(prep.ev.amount),
+                    policy.ppm.iter().copied().max().unwrap_or(0),
+                )
+            });
+        if lean {
+            ledger.event_row = Vec::new();
+            ledger.beneficiary = Vec::new();
+        }
         let mut wide = wide_in.map(|_| Wide {
             event_id: Vec::with_capacity(total),
             buyer_id: Vec::with_capacity(total),
@@ -699,9 +762,10 @@ fn walk<T: Money>(
             amount: SharedMut(w.amount.as_mut_ptr()),
             rate: SharedMut(w.rate.as_mut_ptr()),
         });
-        let slots = |c: usize| Slots {
-            event_row: cols.0,
-            beneficiary: cols.1,
+        let slots = |c: usize, own: Option<&mut Vec<UserIx>>| Slots {
+            event_row: (!lean).then_some(cols.0),
+            beneficiary_base: if own.is_some() { at[c] } else { 0 },
+            beneficiary: own.map_or(cols.1, |v| SharedMut(v.as_mut_ptr())),
             level: cols.2,
             credit: cols.3,
             at: at[c],
@@ -711,7 +775,9 @@ fn walk<T: Money>(
             .into_par_iter()
             .map(|c| {
                 advance(c)?;
-                let mut out = slots(c);
+                let len = at[c + 1] - at[c];
+                let mut own: Vec<UserIx> = Vec::with_capacity(if lean { len } else { 0 });
+                let mut out = slots(c, lean.then_some(&mut own));
                 match (&wide_cols, wide_in) {
                     (Some(w), Some((keys, chains, ids))) => {
                         let src = WideSource {
@@ -727,22 +793,32 @@ fn walk<T: Money>(
                         walk_rows(forest, prep, policy, qual, &rows_of(c), &mut out)?;
                     }
                 }
+                let complete = out.at == out.end;
+                assert!(complete, "ledger slots left unwritten");
                 let fits = ranged.as_ref().is_none_or(|r| {
-                    let (start, len) = (at[c], at[c + 1] - at[c]);
-                    // SAFETY: this chunk just wrote these slots, and no
-                    // other chunk touches them; `fill` is called once per
-                    // chunk, for the chunk's own span.
+                    let start = at[c];
+                    // SAFETY: this chunk just wrote these slots (checked
+                    // above), and no other chunk touches them; `fill` is
+                    // called once per chunk, for the chunk's own span.
                     unsafe {
+                        if lean {
+                            own.set_len(len);
+                        }
+                        let beneficiary = if lean {
+                            &own[..]
+                        } else {
+                            std::slice::from_raw_parts(cols.1.ptr().add(start), len)
+                        };
                         r.fill(
                             c,
                             start,
-                            std::slice::from_raw_parts(cols.1.ptr().add(start), len),
+                            beneficiary,
                             std::slice::from_raw_parts(cols.2.ptr().add(start), len),
                             std::slice::from_raw_parts(cols.3.ptr().add(start), len),
                         )
                     }
                 });
-                Ok((out.at == out.end, fits))
+                Ok((complete, fits))
             })
             .collect();
         let mut all_fit = true;
@@ -757,14 +833,18 @@ fn walk<T: Money>(
             unsafe { r.filled() };
         }
         if !all_fit {
+            // `lean` checked beforehand that every credit packs.
+            assert!(!lean, "a credit beyond its bound");
             ranged = None;
         }
         // SAFETY: every chunk wrote each of its slots exactly once (checked
         // above), and the slots of all chunks cover 0..total; the walk
         // writes the wide columns' slots with the others.
         unsafe {
-            ledger.event_row.set_len(total);
-            ledger.beneficiary.set_len(total);
+            if !lean {
+                ledger.event_row.set_len(total);
+                ledger.beneficiary.set_len(total);
+            }
             ledger.level.set_len(total);
             ledger.credit.set_len(total);
             if let Some(w) = wide.as_mut() {
@@ -821,11 +901,11 @@ fn walk_rows<T: Money, S: Sink<T>>(
     // walking any, so the misses overlap instead of following each other.
     for group in rows.chunks(GROUP) {
         for &r in group {
-            prefetch(&up[prep.buyer[r] as usize]);
+            prefetch(up.of(prep.buyer[r]));
         }
         if qualifies {
             for &r in group {
-                for &a in &up[prep.buyer[r] as usize] {
+                for &a in up.of(prep.buyer[r]) {
                     if a != NO_USER {
                         qual.prefetch(a);
                     }
@@ -833,8 +913,7 @@ fn walk_rows<T: Money, S: Sink<T>>(
             }
         }
         for &r in group {
-            let b = prep.buyer[r];
-            let chain = &up[b as usize];
+            let chain = up.of(prep.buyer[r]);
             let (t, amount) = (prep.ts(r), prep.ev.amount[r]);
             let mut level = 0usize;
             let mut hop = 0usize;
@@ -1045,7 +1124,18 @@ mod tests {
         for ids in [None, Some(&event_ids[..])] {
             let mut ev = crate::scores::tests::events(&buyers, &amounts);
             ev.event_id = ids;
+            ev.keep_rows = true;
             let got = attribute(&f, &ev, &policy, OnInvalid::Raise).unwrap();
+            // Without keep_rows the same columns, but no rows or indices.
+            ev.keep_rows = false;
+            let lean = attribute(&f, &ev, &policy, OnInvalid::Raise).unwrap();
+            assert!(lean.ledger.event_row.is_empty() && lean.ledger.beneficiary.is_empty());
+            assert_eq!(lean.ledger.len(), got.ledger.len());
+            assert_eq!(lean.ledger.wide, got.ledger.wide);
+            assert_eq!(lean.ledger.level, got.ledger.level);
+            assert_eq!(lean.ledger.credit, got.ledger.credit);
+            assert_eq!(lean.totals, got.totals);
+            assert_eq!(lean.stats, got.stats);
             let l = &got.ledger;
             let w = l.wide.as_ref().expect("integer ids: wide columns");
             let rows: Vec<(u32, i64, u8, i64)> = (0..l.len())
@@ -1066,7 +1156,8 @@ mod tests {
         }
         // The totals from rows the walk packed equal those summed from the
         // ledger's columns afterwards.
-        let ev = crate::scores::tests::events(&buyers, &amounts);
+        let mut ev = crate::scores::tests::events(&buyers, &amounts);
+        ev.keep_rows = true;
         let got = attribute(&f, &ev, &policy, OnInvalid::Raise).unwrap();
         let l = &got.ledger;
         let from_ledger = totals(&f, &l.beneficiary, &l.level, &l.credit, 10, None).unwrap();
@@ -1102,10 +1193,17 @@ mod tests {
                     _ => rng.below(50_000) as i64 - 5_000,
                 })
                 .collect();
-            let ev = crate::scores::tests::events(&buyers, &amounts);
+            let mut ev = crate::scores::tests::events(&buyers, &amounts);
+            ev.keep_rows = true;
             let got = attribute(&f, &ev, &policy, OnInvalid::Raise).unwrap();
             let l = &got.ledger;
+            assert_eq!(l.event_row.len(), l.len());
             let want = totals(&f, &l.beneficiary, &l.level, &l.credit, 3, None).unwrap();
+            // Lean (no rows kept) only where every credit surely packs.
+            ev.keep_rows = false;
+            let lean = attribute(&f, &ev, &policy, OnInvalid::Raise).unwrap();
+            assert_eq!(lean.ledger.event_row.is_empty(), !big);
+            assert_eq!(lean.totals, got.totals);
             assert_eq!(got.totals, want);
             let mut by_user = std::collections::HashMap::new();
             for i in 0..l.len() {

@@ -226,6 +226,13 @@ impl Ranged {
         })
     }
 
+    /// Whether every credit of amounts up to `max_abs` at rates up to
+    /// `max_ppm` packs (|credit| <= |amount| * ppm / 1e6).
+    pub(crate) fn fits_every(&self, max_abs: u64, max_ppm: u32) -> bool {
+        let most = max_abs as u128 * max_ppm as u128 / 1_000_000;
+        most < 1u128 << (self.packed.credit_bits - 1)
+    }
+
     fn chunks(&self) -> usize {
         (self.bounds.len() - 1) / RANGES
     }
