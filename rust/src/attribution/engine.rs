@@ -373,21 +373,6 @@ pub fn attribute_global<T: Money>(
     })
 }
 
-/// The largest |amount| (`u64::MAX` for amounts that are not integers
-/// within i64), a bound on every credit.
-fn max_abs<T: Money>(amount: &[T]) -> u64 {
-    amount
-        .par_chunks(CHUNK)
-        .map(|c| {
-            c.iter()
-                .map(|x| x.to_i64().map_or(u64::MAX, i64::unsigned_abs))
-                .max()
-                .unwrap_or(0)
-        })
-        .max()
-        .unwrap_or(0)
-}
-
 /// The sum of integer values, exact in any order (128-bit), when each and
 /// the sum fit an i64: the credited total from the beneficiaries' totals
 /// instead of a pass over the whole ledger. `None` for floats and for
@@ -710,38 +695,34 @@ fn walk<T: Money>(
             at[c + 1] = at[c] + counts[c];
         }
         let total = at[nchunks];
-        let mut ledger = Ledger {
-            event_row: Vec::with_capacity(total),
-            beneficiary: Vec::with_capacity(total),
-            level: Vec::with_capacity(total),
-            credit: Vec::with_capacity(total),
-            wide: None,
-        };
         // Integer ids: the walk writes the output columns too.
         let wide_in = match (prep.ev.buyer, forest.chains(), forest.ids()) {
             (IdSlice::Int(keys), Some(chains), IdValues::Int(ids)) => Some((keys, chains, ids)),
             _ => None,
         };
         let rates = policy.rates();
-        let mut ranged = if pack && T::ZERO.to_i64().is_some() {
-            Ranged::new(forest.num_users(), total, nchunks)
+        let mut ranged = if pack {
+            Ranged::new(
+                forest.num_users(),
+                total,
+                nchunks,
+                prep.ev.amount,
+                &policy.ppm,
+            )
         } else {
             None
         };
         // Nothing reads the rows or the beneficiaries' indices after a walk
         // that writes the output columns and packs every credit.
-        let lean = wide_in.is_some()
-            && !prep.ev.keep_rows
-            && ranged.as_ref().is_some_and(|r| {
-                r.fits_every(
-                    max_abs(prep.ev.amount),
-                    policy.ppm.iter().copied().max().unwrap_or(0),
-                )
-            });
-        if lean {
-            ledger.event_row = Vec::new();
-            ledger.beneficiary = Vec::new();
-        }
+        let lean = wide_in.is_some() && !prep.ev.keep_rows && ranged.is_some();
+        let kept = if lean { 0 } else { total };
+        let mut ledger = Ledger {
+            event_row: Vec::with_capacity(kept),
+            beneficiary: Vec::with_capacity(kept),
+            level: Vec::with_capacity(total),
+            credit: Vec::with_capacity(total),
+            wide: None,
+        };
         let mut wide = wide_in.map(|_| Wide {
             event_id: Vec::with_capacity(total),
             buyer_id: Vec::with_capacity(total),
@@ -771,7 +752,7 @@ fn walk<T: Money>(
             at: at[c],
             end: at[c + 1],
         };
-        let filled: Vec<Result<(bool, bool)>> = (0..nchunks)
+        (0..nchunks)
             .into_par_iter()
             .map(|c| {
                 advance(c)?;
@@ -793,9 +774,8 @@ fn walk<T: Money>(
                         walk_rows(forest, prep, policy, qual, &rows_of(c), &mut out)?;
                     }
                 }
-                let complete = out.at == out.end;
-                assert!(complete, "ledger slots left unwritten");
-                let fits = ranged.as_ref().is_none_or(|r| {
+                assert!(out.at == out.end, "ledger slots left unwritten");
+                if let Some(r) = &ranged {
                     let start = at[c];
                     // SAFETY: this chunk just wrote these slots (checked
                     // above), and no other chunk touches them; `fill` is
@@ -817,25 +797,14 @@ fn walk<T: Money>(
                             std::slice::from_raw_parts(cols.3.ptr().add(start), len),
                         )
                     }
-                });
-                Ok((complete, fits))
+                }
+                Ok(())
             })
-            .collect();
-        let mut all_fit = true;
-        for f in filled {
-            let (complete, fits) = f?;
-            assert!(complete, "ledger slots left unwritten");
-            all_fit &= fits;
-        }
+            .collect::<Result<()>>()?;
         if let Some(r) = ranged.as_mut() {
-            // SAFETY: every chunk filled its span, and the spans cover the
-            // ledger (checked above).
+            // SAFETY: every chunk filled its span (each checked its slots),
+            // and the spans cover the ledger.
             unsafe { r.filled() };
-        }
-        if !all_fit {
-            // `lean` checked beforehand that every credit packs.
-            assert!(!lean, "a credit beyond its bound");
-            ranged = None;
         }
         // SAFETY: every chunk wrote each of its slots exactly once (checked
         // above), and the slots of all chunks cover 0..total; the walk
@@ -1214,6 +1183,8 @@ mod tests {
                 assert_eq!(by_user[u], *c);
             }
             assert_eq!(big, got.totals.credit[0] >= 1 << 50);
+            // The credited total, summed from the totals, is the ledger's.
+            assert_eq!(got.stats.credited, l.credit.iter().sum::<i64>());
         }
     }
 }

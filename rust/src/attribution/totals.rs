@@ -48,10 +48,7 @@ pub(crate) fn totals<T: Money>(
                 .map(|t| {
                     let it = (0..r.chunks()).flat_map(|c| {
                         let seg = r.bounds[c * RANGES + t]..r.bounds[c * RANGES + t + 1];
-                        r.items[seg].iter().map(|&x| {
-                            let (u, k, c) = r.packed.unpack(x);
-                            (u, k, T::from_i64(c))
-                        })
+                        r.items[seg].iter().map(|&x| r.packed.row(x))
                     });
                     sum_range(range_len(n, t), t, width, it, true)
                 })
@@ -79,10 +76,7 @@ pub(crate) fn totals<T: Money>(
                     (0..RANGES)
                         .into_par_iter()
                         .map(|t| {
-                            let it = items[offsets[t]..offsets[t + 1]].iter().map(|&x| {
-                                let (u, k, c) = p.unpack(x);
-                                (u, k, T::from_i64(c))
-                            });
+                            let it = items[offsets[t]..offsets[t + 1]].iter().map(|&x| p.row(x));
                             sum_range(range_len(n, t), t, width, it, true)
                         })
                         .collect(),
@@ -210,10 +204,32 @@ pub(crate) struct Ranged {
 }
 
 impl Ranged {
-    /// Room for `rows` ledger rows over `chunks` walk chunks; `None` when
-    /// the users leave too few bits for credits.
-    pub(crate) fn new(num_users: usize, rows: usize, chunks: usize) -> Option<Self> {
+    /// Room for `rows` ledger rows over `chunks` walk chunks; `None` unless
+    /// every credit of `amount` at rates `ppm` surely packs (integers only,
+    /// |credit| <= |amount| * ppm / 1e6 within the bits the users leave).
+    pub(crate) fn new<T: Money>(
+        num_users: usize,
+        rows: usize,
+        chunks: usize,
+        amount: &[T],
+        ppm: &[u32],
+    ) -> Option<Self> {
+        T::ZERO.to_i64()?;
         let packed = Packed::new(num_users)?;
+        let max_abs = amount
+            .par_chunks(1 << 16)
+            .map(|c| {
+                c.iter()
+                    .map(|x| x.to_i64().map_or(u64::MAX, i64::unsigned_abs))
+                    .max()
+                    .unwrap_or(0)
+            })
+            .max()
+            .unwrap_or(0);
+        let most = max_abs as u128 * ppm.iter().copied().max().unwrap_or(0) as u128 / 1_000_000;
+        if most >= 1u128 << (packed.credit_bits - 1) {
+            return None;
+        }
         let mut items = Vec::with_capacity(rows);
         let mut bounds = vec![0; chunks * RANGES + 1];
         bounds[chunks * RANGES] = rows;
@@ -226,19 +242,11 @@ impl Ranged {
         })
     }
 
-    /// Whether every credit of amounts up to `max_abs` at rates up to
-    /// `max_ppm` packs (|credit| <= |amount| * ppm / 1e6).
-    pub(crate) fn fits_every(&self, max_abs: u64, max_ppm: u32) -> bool {
-        let most = max_abs as u128 * max_ppm as u128 / 1_000_000;
-        most < 1u128 << (self.packed.credit_bits - 1)
-    }
-
     fn chunks(&self) -> usize {
         (self.bounds.len() - 1) / RANGES
     }
 
-    /// Packs chunk `c`'s rows, which start at ledger row `at`; returns
-    /// false when a credit does not fit (totals then take the ledger).
+    /// Packs chunk `c`'s rows, which start at ledger row `at`.
     ///
     /// # Safety
     /// Each chunk is filled once, by one task; the chunks' spans
@@ -250,7 +258,7 @@ impl Ranged {
         beneficiary: &[UserIx],
         level: &[u8],
         credit: &[T],
-    ) -> bool {
+    ) {
         let mut next = [0usize; RANGES + 1];
         for &u in beneficiary {
             next[range_of(u) + 1] += 1;
@@ -260,17 +268,14 @@ impl Ranged {
             // SAFETY: bounds c * RANGES .. (c + 1) * RANGES are chunk c's.
             unsafe { *self.bounds_out.ptr().add(c * RANGES + t) = at + next[t] };
         }
-        let mut fits = true;
         for i in 0..beneficiary.len() {
             let u = beneficiary[i];
             let x = self.packed.pack(local(u), level[i], credit[i].to_i64());
-            fits &= x.is_some();
             let t = range_of(u);
             // SAFETY: rows at..at + len are this chunk's (see above).
-            unsafe { *self.items_out.ptr().add(at + next[t]) = x.unwrap_or(0) };
+            unsafe { *self.items_out.ptr().add(at + next[t]) = x.expect("bounded by `new`") };
             next[t] += 1;
         }
-        fits
     }
 
     /// Marks every row written.
@@ -306,6 +311,13 @@ impl Packed {
         let c = c.filter(|c| (-half..half).contains(c))?;
         let low = c as u64 & ((1u64 << self.credit_bits) - 1);
         Some(((u as u64) << 8 | k as u64) << self.credit_bits | low)
+    }
+
+    /// A packed row as (user within its range, level, credit).
+    #[inline]
+    fn row<T: Money>(self, x: u64) -> (usize, u8, T) {
+        let (u, k, c) = self.unpack(x);
+        (u, k, T::from_i64(c))
     }
 
     #[inline]
