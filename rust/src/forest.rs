@@ -189,6 +189,17 @@ impl Forest {
         self.depth8
             .get_or_init(|| self.depth.par_iter().map(|&d| d.min(255) as u8).collect())
     }
+    /// When users are numbered breadth-first (each layer after the one
+    /// above it): the first user at depth 1, 2, .., up to `levels` (fewer
+    /// when the forest is shallower), so that min(depth, levels) of a user
+    /// is the number of starts at or below it — no read of `depth`.
+    pub fn layer_starts(&self, levels: usize) -> Option<Vec<UserIx>> {
+        self.bfs_ordered.then(|| {
+            (1..=levels.min(self.max_depth as usize))
+                .map(|d| self.depth.partition_point(|&x| (x as usize) < d) as UserIx)
+                .collect()
+        })
+    }
     /// Whether user `u` has a referrer. Numbered breadth-first, the roots
     /// come first, so this needs no (random) read of `parent`.
     #[inline]
@@ -1401,6 +1412,19 @@ mod tests {
             255,
             "capped at the most levels a policy has"
         );
+        assert!(g.layer_starts(3).is_none(), "not breadth-first");
+        // Layer starts count min(depth, levels) for every user, levels
+        // beyond the depth included.
+        for h in [&f, &d] {
+            for levels in [1, 2, 3, 8, 299, 400] {
+                let s = h.layer_starts(levels).unwrap();
+                for u in 0..h.num_users() as UserIx {
+                    let want = (h.depth()[u as usize] as usize).min(levels);
+                    assert_eq!(s.iter().filter(|&&x| u >= x).count(), want);
+                    assert_eq!(s.partition_point(|&x| x <= u), want);
+                }
+            }
+        }
     }
 
     #[test]

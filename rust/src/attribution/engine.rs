@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-use super::limits;
+use super::limits::{self, Eligible};
 use super::money::Money;
 use super::policy::{Policy, Qualify};
 use super::ranges::SharedMut;
@@ -310,10 +310,14 @@ pub fn attribute_global<T: Money>(
         Some(q) => q,
         None => qualification(forest, &prep, policy)?,
     };
-    let (eligible, creditable) = limits::eligible(forest, &prep, policy, global.allowed.as_deref());
+    let eligible = limits::eligible(forest, &prep, policy, global.allowed.as_deref());
     let capped = policy.cap_per_beneficiary.is_some() && !global.skip_cap;
-    let (mut ledger, forfeited, ranged) =
-        walk(forest, &prep, policy, &qual, &eligible, !capped, progress)?;
+    let walked = walk(forest, &prep, policy, &qual, &eligible, !capped, progress)?;
+    let (mut ledger, forfeited, ranged) = (walked.ledger, walked.forfeited, walked.ranged);
+    let creditable = match eligible {
+        Eligible::Creditable => walked.events,
+        Eligible::Rows(_, count) => count,
+    };
     let capped_off = match policy.cap_per_beneficiary {
         Some(cap) if capped => {
             limits::apply_cap(forest.num_users(), |r| prep.ts(r), &mut ledger, cap)?
@@ -477,11 +481,22 @@ fn prepare<'a, T: Money>(
             None
         }
     };
-    let bad: Vec<u32> = (0..m)
-        .into_par_iter()
-        .filter(|&r| problem(r).is_some())
-        .map(|r| r as u32)
-        .collect();
+    // No null masks and an amount type without NaN: no row can be bad, and
+    // the scan (a pass over every row) is skipped.
+    let unchecked = ev.event_id_valid.is_none()
+        && ev.buyer_valid.is_none()
+        && ev.amount_valid.is_none()
+        && ev.ts.is_none_or(|(_, v)| v.is_none())
+        && T::ALWAYS_FINITE;
+    let bad: Vec<u32> = if unchecked {
+        Vec::new()
+    } else {
+        (0..m)
+            .into_par_iter()
+            .filter(|&r| problem(r).is_some())
+            .map(|r| r as u32)
+            .collect()
+    };
     let mut issues = Vec::new();
     let mut ok = None;
     if !bad.is_empty() {
@@ -656,8 +671,8 @@ impl<T> Sink<T> for Slots<T> {
     }
 }
 
-/// Walks the chain of every eligible event; returns the ledger (before
-/// caps) and the forfeited credit. Chunks of input rows run in parallel.
+/// Walks the chain of every eligible event (see `Walked` for what it
+/// returns). Chunks of input rows run in parallel.
 /// When every ancestor qualifies, an event pays exactly min(levels, depth
 /// of its buyer) rows, so chunks count their rows first and write straight
 /// into the final columns, and with `pack` (credits final: no cap follows)
@@ -669,30 +684,49 @@ fn walk<T: Money>(
     prep: &Prepared<'_, T>,
     policy: &Policy<T>,
     qual: &Qualification<T>,
-    eligible: &[bool],
+    eligible: &Eligible,
     pack: bool,
     progress: &Progress,
-) -> Result<(Ledger<T>, T, Option<Ranged>)> {
+) -> Result<Walked<T>> {
     let m = prep.ev.amount.len();
     let levels = policy.levels();
     let nchunks = m.div_ceil(CHUNK);
-    let eligible_rows = |c: usize| (c * CHUNK..((c + 1) * CHUNK).min(m)).filter(|&r| eligible[r]);
+    let eligible_rows =
+        |c: usize| (c * CHUNK..((c + 1) * CHUNK).min(m)).filter(|&r| eligible.get(forest, prep, r));
     let rows_of = |c: usize| -> Vec<usize> { eligible_rows(c).collect() };
     let advance = |c: usize| progress.advance((((c + 1) * CHUNK).min(m) - c * CHUNK) as u64);
     if matches!(qual, Qualification::Always) {
-        // levels <= 255, so the 1-byte depths give the same count.
-        let depth = forest.depth_u8();
-        let counts: Vec<usize> = (0..nchunks)
-            .into_par_iter()
-            .map(|c| {
-                eligible_rows(c)
-                    .map(|r| levels.min(depth[prep.buyer[r] as usize] as usize))
-                    .sum()
-            })
-            .collect();
+        // An event pays min(levels, depth of its buyer) rows: from the
+        // layer starts (a few compares) when users are numbered breadth-
+        // first, else from the 1-byte depths (levels <= 255, same count).
+        let starts = forest.layer_starts(levels);
+        let depth = if starts.is_none() {
+            forest.depth_u8()
+        } else {
+            &[]
+        };
+        // Per chunk: (ledger rows, eligible events); one loop per way of
+        // counting, so none decides it row by row.
+        let counts = match &starts {
+            Some(s) if s.len() <= 8 => {
+                // Padded with starts no user reaches: eight compares.
+                let mut few = [NO_USER; 8];
+                few[..s.len()].copy_from_slice(s);
+                count_rows(nchunks, m, prep, forest, eligible, |b| {
+                    few.iter().filter(|&&x| b >= x).count()
+                })
+            }
+            Some(s) => count_rows(nchunks, m, prep, forest, eligible, |b| {
+                s.partition_point(|&x| x <= b)
+            }),
+            None => count_rows(nchunks, m, prep, forest, eligible, |b| {
+                levels.min(depth[b as usize] as usize)
+            }),
+        };
+        let events = counts.iter().map(|&(_, e)| e as u64).sum();
         let mut at = vec![0usize; nchunks + 1];
         for c in 0..nchunks {
-            at[c + 1] = at[c] + counts[c];
+            at[c + 1] = at[c] + counts[c].0;
         }
         let total = at[nchunks];
         // Integer ids: the walk writes the output columns too.
@@ -825,30 +859,84 @@ fn walk<T: Money>(
             }
         }
         ledger.wide = wide;
-        return Ok((ledger, T::ZERO, ranged));
+        return Ok(Walked {
+            ledger,
+            forfeited: T::ZERO,
+            ranged,
+            events,
+        });
     }
-    let chunks: Vec<Result<(Ledger<T>, T)>> = (0..nchunks)
+    let chunks: Vec<Result<(Ledger<T>, T, usize)>> = (0..nchunks)
         .into_par_iter()
         .map(|c| {
             advance(c)?;
             let mut out = Ledger::default();
-            let forfeited = walk_rows(forest, prep, policy, qual, &rows_of(c), &mut out)?;
-            Ok((out, forfeited))
+            let rows = rows_of(c);
+            let forfeited = walk_rows(forest, prep, policy, qual, &rows, &mut out)?;
+            Ok((out, forfeited, rows.len()))
         })
         .collect();
-    let chunks: Vec<(Ledger<T>, T)> = chunks.into_iter().collect::<Result<_>>()?;
+    let chunks: Vec<(Ledger<T>, T, usize)> = chunks.into_iter().collect::<Result<_>>()?;
+    let events = chunks.iter().map(|c| c.2 as u64).sum();
     let mut forfeited = T::ZERO;
-    for (_, f) in &chunks {
+    for (_, f, _) in &chunks {
         forfeited = sum(forfeited, *f, "the forfeited total")?;
     }
+    let ledgers: Vec<Ledger<T>> = chunks.into_iter().map(|c| c.0).collect();
     let ledger = Ledger {
-        event_row: concat_par(&chunks, |l| &l.event_row),
-        beneficiary: concat_par(&chunks, |l| &l.beneficiary),
-        level: concat_par(&chunks, |l| &l.level),
-        credit: concat_par(&chunks, |l| &l.credit),
+        event_row: concat_par(&ledgers, |l| &l.event_row),
+        beneficiary: concat_par(&ledgers, |l| &l.beneficiary),
+        level: concat_par(&ledgers, |l| &l.level),
+        credit: concat_par(&ledgers, |l| &l.credit),
         wide: None,
     };
-    Ok((ledger, forfeited, None))
+    Ok(Walked {
+        ledger,
+        forfeited,
+        ranged: None,
+        events,
+    })
+}
+
+/// Per chunk of rows: (ledger rows, eligible events), an event paying
+/// `paid(buyer)` rows. Generic, so each way of counting is its own loop.
+fn count_rows<T: Money>(
+    nchunks: usize,
+    m: usize,
+    prep: &Prepared<'_, T>,
+    forest: &Forest,
+    eligible: &Eligible,
+    paid: impl Fn(UserIx) -> usize + Sync,
+) -> Vec<(usize, usize)> {
+    let buyer = &prep.buyer[..m];
+    (0..nchunks)
+        .into_par_iter()
+        .map(|c| {
+            let rows = c * CHUNK..((c + 1) * CHUNK).min(m);
+            match eligible {
+                Eligible::Creditable => buyer[rows].iter().fold((0, 0), |(n, e), &b| {
+                    if limits::creditable(forest, b) {
+                        (n + paid(b), e + 1)
+                    } else {
+                        (n, e)
+                    }
+                }),
+                Eligible::Rows(ok, _) => rows
+                    .filter(|&r| ok[r])
+                    .fold((0, 0), |(n, e), r| (n + paid(buyer[r]), e + 1)),
+            }
+        })
+        .collect()
+}
+
+/// What the walk returns: the ledger (before caps), the credit forfeited
+/// by unqualified ancestors, integer rows packed for the totals, and the
+/// number of eligible events walked.
+struct Walked<T> {
+    ledger: Ledger<T>,
+    forfeited: T,
+    ranged: Option<Ranged>,
+    events: u64,
 }
 
 /// Walks the chains of `rows` (eligible events, in row order) into `out`;
@@ -995,18 +1083,18 @@ fn walk_rows_wide<T: Money>(
 
 /// Concatenates one column of the chunk ledgers, copying chunks in parallel.
 fn concat_par<T: Money, C: Copy + Send + Sync>(
-    chunks: &[(Ledger<T>, T)],
+    chunks: &[Ledger<T>],
     col: impl Fn(&Ledger<T>) -> &Vec<C> + Sync,
 ) -> Vec<C> {
     let mut at = Vec::with_capacity(chunks.len() + 1);
     at.push(0usize);
-    for (l, _) in chunks {
+    for l in chunks {
         at.push(at.last().copied().unwrap_or(0) + col(l).len());
     }
     let total = at.last().copied().unwrap_or(0);
     let mut out: Vec<C> = Vec::with_capacity(total);
     let dst = SharedMut(out.as_mut_ptr());
-    chunks.par_iter().enumerate().for_each(|(k, (l, _))| {
+    chunks.par_iter().enumerate().for_each(|(k, l)| {
         let src = col(l);
         // SAFETY: chunk k fills out[at[k]..at[k + 1]], disjoint from every
         // other chunk's range and within the capacity reserved above.

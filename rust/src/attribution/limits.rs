@@ -13,6 +13,31 @@ use crate::error::Result;
 use crate::forest::Forest;
 use crate::ids::NO_USER;
 
+/// Which events earn credit.
+pub(crate) enum Eligible {
+    /// Every creditable event (a known buyer with a referrer): no window,
+    /// no first-N, no distributed mask. The walk decides row by row and
+    /// counts them, so no pass over the events precedes it.
+    Creditable,
+    /// Per event, with the number of creditable events (before first-N).
+    Rows(Vec<bool>, u64),
+}
+
+impl Eligible {
+    #[inline]
+    pub(crate) fn get<T: Money>(&self, forest: &Forest, v: &Prepared<'_, T>, r: usize) -> bool {
+        match self {
+            Eligible::Creditable => creditable(forest, v.buyer[r]),
+            Eligible::Rows(e, _) => e[r],
+        }
+    }
+}
+
+#[inline]
+pub(crate) fn creditable(forest: &Forest, b: crate::ids::UserIx) -> bool {
+    b != NO_USER && forest.has_referrer(b)
+}
+
 /// Per event: does it earn credit? And how many events are creditable
 /// (known buyer with a referrer, inside the window), before first-N.
 /// `allowed` (a distributed run's global first-N) replaces first-N within
@@ -22,13 +47,16 @@ pub(crate) fn eligible<T: Money>(
     v: &Prepared<'_, T>,
     policy: &Policy<T>,
     allowed: Option<&[bool]>,
-) -> (Vec<bool>, u64) {
+) -> Eligible {
+    if policy.window_ns.is_none() && policy.max_events_per_buyer.is_none() && allowed.is_none() {
+        return Eligible::Creditable;
+    }
     let joined = forest.joined_at();
     let creditable: Vec<bool> = (0..v.buyer.len())
         .into_par_iter()
         .map(|r| {
             let b = v.buyer[r];
-            if b == NO_USER || !forest.has_referrer(b) {
+            if !creditable(forest, b) {
                 return false;
             }
             match (policy.window_ns, joined) {
@@ -44,10 +72,10 @@ pub(crate) fn eligible<T: Money>(
             .into_par_iter()
             .map(|r| creditable[r] && a[r])
             .collect();
-        return (eligible, count);
+        return Eligible::Rows(eligible, count);
     }
     let Some(n) = policy.max_events_per_buyer else {
-        return (creditable, count);
+        return Eligible::Rows(creditable, count);
     };
     let mut seen = vec![0u32; forest.num_users()];
     let mut eligible = vec![false; creditable.len()];
@@ -59,7 +87,7 @@ pub(crate) fn eligible<T: Money>(
             *s = s.saturating_add(1);
         }
     }
-    (eligible, count)
+    Eligible::Rows(eligible, count)
 }
 
 /// One credit against a running total under a cap: what is paid (a

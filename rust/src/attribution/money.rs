@@ -13,6 +13,9 @@ pub trait Money: Copy + Send + Sync + PartialEq + PartialOrd + std::fmt::Debug +
     fn is_positive(self) -> bool {
         self > Self::ZERO
     }
+    /// Whether every value of the type is finite (not a float): then no
+    /// amount needs checking.
+    const ALWAYS_FINITE: bool = true;
     /// False for NaN and infinities.
     fn is_finite(self) -> bool {
         true
@@ -116,6 +119,7 @@ impl Money for i128 {
 
 impl Money for f64 {
     const ZERO: Self = 0.0;
+    const ALWAYS_FINITE: bool = false;
     fn is_finite(self) -> bool {
         f64::is_finite(self)
     }
