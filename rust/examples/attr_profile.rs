@@ -37,6 +37,15 @@ fn main() {
         .unwrap_or(3);
     let mut runs = vec![("plain", Qualify::Always, None); reps];
     runs.push(("full", Qualify::Purchased, Some(50_000i64)));
+    let mut lk: Vec<_> = (0..7)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(f.lookup_ints(&e.user_id, |_| true));
+            t.elapsed()
+        })
+        .collect();
+    lk.sort();
+    eprintln!("lookup median {:?}", lk[3]);
     let mut warm = Vec::new();
     for (i, (name, q, cap)) in runs.into_iter().enumerate() {
         let p = Policy::new(

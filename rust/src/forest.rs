@@ -233,6 +233,9 @@ impl Forest {
             return None;
         };
         Some(self.chains.get_or_init(|| {
+            if self.bfs_ordered {
+                return chains_by_layer(&self.parent, ids, &self.depth, self.max_depth);
+            }
             ancestors(&self.parent)
                 .par_iter()
                 .map(|&a| Chain {
@@ -426,6 +429,55 @@ pub(crate) fn assemble(
         num_roots,
         max_depth,
     }
+}
+
+/// Chain records of a breadth-first forest in one pass: a user's record
+/// is its referrer's shifted by one, and the referrer's layer is done
+/// before the user's, whose records are then written in parallel. Within
+/// a layer the referrers' positions never decrease, so their records are
+/// read as a stream (the table of ancestors and the gathers of their ids
+/// that the general path builds first are not needed).
+fn chains_by_layer(parent: &[UserIx], ids: &[i64], depth: &[u32], max_depth: u32) -> Vec<Chain> {
+    const BLOCK: usize = 1 << 12;
+    let n = parent.len();
+    let mut out: Vec<Chain> = Vec::with_capacity(n);
+    let mut start = 0;
+    for d in 0..=max_depth {
+        let end = depth.partition_point(|&x| x <= d);
+        let (done, layer) = out.spare_capacity_mut()[..end].split_at_mut(start);
+        // SAFETY: records 0..start (the layers above) were all written
+        // by the previous rounds; MaybeUninit<Chain> has Chain's layout.
+        let done: &[Chain] = unsafe { &*(done as *const _ as *const [Chain]) };
+        layer
+            .par_chunks_mut(BLOCK)
+            .enumerate()
+            .for_each(|(k, recs)| {
+                for (i, rec) in recs.iter_mut().enumerate() {
+                    let p = parent[start + k * BLOCK + i];
+                    rec.write(match p {
+                        NO_USER => Chain {
+                            up: [NO_USER; UP],
+                            ids: [0; UP],
+                        },
+                        p => {
+                            let c = &done[p as usize];
+                            let mut up = [p; UP];
+                            let mut pid = [ids[p as usize]; UP];
+                            up[1..].copy_from_slice(&c.up[..UP - 1]);
+                            pid[1..].copy_from_slice(&c.ids[..UP - 1]);
+                            Chain { up, ids: pid }
+                        }
+                    });
+                }
+            });
+        start = end;
+    }
+    // Depth is sorted in a breadth-first forest and every depth up to
+    // max_depth was a round: the layers cover every user.
+    assert_eq!(start, n, "layers cover the forest");
+    // SAFETY: records 0..n were written (checked just above).
+    unsafe { out.set_len(n) };
+    out
 }
 
 fn ancestors(parent: &[UserIx]) -> Vec<[UserIx; UP]> {
@@ -1247,40 +1299,53 @@ mod tests {
         let f = Forest::build(&input(&users, &refs, &valid), OnInvalid::Raise)
             .unwrap()
             .forest;
-        let up = f.ancestors();
-        assert!(
-            matches!(up, Ancestors::Chains(c) if c.len() == f.num_users()),
-            "integer ids: one record per user"
-        );
-        for u in 0..f.num_users() {
-            let mut a = u as UserIx;
-            for k in 0..UP {
-                a = if a == NO_USER {
-                    NO_USER
-                } else {
-                    f.parent()[a as usize]
-                };
-                assert_eq!(up.of(u as UserIx)[k], a, "user {u}, ancestor {}", k + 1);
+        // Built (breadth-first: records by layer) and extended with new
+        // users, a new root after non-roots among them (not breadth-first:
+        // records from the ancestor table).
+        let g = f
+            .extend(
+                &input(&[-1, -2, -3], &[users[7], 0, -2], &[true, false, true]),
+                OnInvalid::Raise,
+            )
+            .unwrap()
+            .forest;
+        assert!(f.bfs_ordered && !g.bfs_ordered);
+        for f in [&f, &g] {
+            let up = f.ancestors();
+            assert!(
+                matches!(up, Ancestors::Chains(c) if c.len() == f.num_users()),
+                "integer ids: one record per user"
+            );
+            for u in 0..f.num_users() {
+                let mut a = u as UserIx;
+                for k in 0..UP {
+                    a = if a == NO_USER {
+                        NO_USER
+                    } else {
+                        f.parent()[a as usize]
+                    };
+                    assert_eq!(up.of(u as UserIx)[k], a, "user {u}, ancestor {}", k + 1);
+                }
+                let known = up
+                    .of(u as UserIx)
+                    .iter()
+                    .take_while(|&&a| a != NO_USER)
+                    .count();
+                assert_eq!(known, (f.depth()[u] as usize).min(UP));
             }
-            let known = up
-                .of(u as UserIx)
-                .iter()
-                .take_while(|&&a| a != NO_USER)
-                .count();
-            assert_eq!(known, (f.depth()[u] as usize).min(UP));
-        }
-        // The walk's records: the same ancestors, with their ids, one line each.
-        let chains = f.chains().expect("integer ids");
-        let IdValues::Int(ids) = f.ids() else {
-            unreachable!()
-        };
-        assert_eq!(std::mem::size_of::<Chain>(), 64);
-        assert!((chains.as_ptr() as usize).is_multiple_of(64));
-        for (u, c) in chains.iter().enumerate() {
-            for k in 0..UP {
-                let a = c.up[k];
-                let want = if a == NO_USER { 0 } else { ids[a as usize] };
-                assert_eq!(c.ids[k], want, "user {u}, ancestor {}", k + 1);
+            // The walk's records: the same ancestors, with their ids, one line each.
+            let chains = f.chains().expect("integer ids");
+            let IdValues::Int(ids) = f.ids() else {
+                unreachable!()
+            };
+            assert_eq!(std::mem::size_of::<Chain>(), 64);
+            assert!((chains.as_ptr() as usize).is_multiple_of(64));
+            for (u, c) in chains.iter().enumerate() {
+                for k in 0..UP {
+                    let a = c.up[k];
+                    let want = if a == NO_USER { 0 } else { ids[a as usize] };
+                    assert_eq!(c.ids[k], want, "user {u}, ancestor {}", k + 1);
+                }
             }
         }
     }

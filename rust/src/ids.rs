@@ -260,14 +260,30 @@ pub struct KeyedSlots {
 
 impl KeyedSlots {
     fn new(h: &HashIndex, ids: &[i64]) -> Self {
-        let slots = h
-            .slots
-            .par_iter()
-            .map(|&v| KeyedSlot {
-                key: if v == NO_USER { 0 } else { ids[v as usize] },
-                value: v,
-            })
-            .collect();
+        // The ids are read at random (slots are in hash order): the id of
+        // the slot AHEAD places on is fetched while this one is copied.
+        const AHEAD: usize = 32;
+        let n = h.slots.len();
+        let mut slots: Vec<KeyedSlot> = Vec::with_capacity(n);
+        slots.spare_capacity_mut()[..n]
+            .par_chunks_mut(1 << 14)
+            .zip(h.slots.par_chunks(1 << 14))
+            .for_each(|(out, vals)| {
+                for (j, (o, &v)) in out.iter_mut().zip(vals).enumerate() {
+                    if let Some(&a) = vals.get(j + AHEAD) {
+                        if a != NO_USER {
+                            prefetch(&ids[a as usize]);
+                        }
+                    }
+                    o.write(KeyedSlot {
+                        key: if v == NO_USER { 0 } else { ids[v as usize] },
+                        value: v,
+                    });
+                }
+            });
+        // SAFETY: the chunks cover all n slots, and each wrote every one of
+        // its slots.
+        unsafe { slots.set_len(n) };
         KeyedSlots {
             slots,
             shift: h.shift,
@@ -277,7 +293,7 @@ impl KeyedSlots {
     /// The values of `keys` into `out` (`NO_USER`: absent), fetching the
     /// home slot of the key AHEAD places on before probing this one.
     pub fn get_many(&self, keys: &[i64], out: &mut [u32]) {
-        const AHEAD: usize = 24;
+        const AHEAD: usize = 48;
         let home = |k: i64| (mix64(k as u64) >> self.shift) as usize;
         for &k in keys.iter().take(AHEAD) {
             prefetch(&self.slots[home(k)]);
