@@ -213,9 +213,9 @@ impl Forest {
     /// `ancestors().of(u)[k]`: u's ancestor k + 1 (`NO_USER` above a
     /// root). Walking parent pointers is one dependent cache miss per
     /// level; this table turns the first `UP` levels of a chain into one
-    /// read. Built once, on first use: `UP` parallel passes, each reading
-    /// the previous level at the parents (O(n·UP)). For integer ids it is
-    /// part of `chains` (no table of its own); otherwise 16 bytes per user.
+    /// read. For integer ids it is part of `chains` (no table of its own);
+    /// otherwise 16 bytes per user, built once, on first use: `UP`
+    /// parallel passes, each reading the previous level at the parents.
     pub fn ancestors(&self) -> Ancestors<'_> {
         match self.chains() {
             Some(c) => Ancestors::Chains(c),
@@ -227,14 +227,15 @@ impl Forest {
     /// reads a buyer's whole chain, beneficiary ids included, in one random
     /// read per event (instead of one for the ancestors and one for their
     /// ids, or one of `ids` per ledger row). Built once, on first use (64
-    /// bytes per user).
+    /// bytes per user): layer by layer in one pass when users are
+    /// numbered breadth-first, else from the ancestor table.
     pub fn chains(&self) -> Option<&[Chain]> {
         let IdValues::Int(ids) = &self.ids else {
             return None;
         };
         Some(self.chains.get_or_init(|| {
-            if self.bfs_ordered {
-                return chains_by_layer(&self.parent, ids, &self.depth, self.max_depth);
+            if let Some(starts) = self.layer_starts(self.max_depth as usize) {
+                return chains_by_layer(&self.parent, ids, &starts);
             }
             ancestors(&self.parent)
                 .par_iter()
@@ -437,13 +438,14 @@ pub(crate) fn assemble(
 /// a layer the referrers' positions never decrease, so their records are
 /// read as a stream (the table of ancestors and the gathers of their ids
 /// that the general path builds first are not needed).
-fn chains_by_layer(parent: &[UserIx], ids: &[i64], depth: &[u32], max_depth: u32) -> Vec<Chain> {
+/// `starts`: the first user of each layer below the roots
+/// ([`Forest::layer_starts`]).
+fn chains_by_layer(parent: &[UserIx], ids: &[i64], starts: &[UserIx]) -> Vec<Chain> {
     const BLOCK: usize = 1 << 12;
     let n = parent.len();
     let mut out: Vec<Chain> = Vec::with_capacity(n);
     let mut start = 0;
-    for d in 0..=max_depth {
-        let end = depth.partition_point(|&x| x <= d);
+    for end in starts.iter().map(|&s| s as usize).chain([n]) {
         let (done, layer) = out.spare_capacity_mut()[..end].split_at_mut(start);
         // SAFETY: records 0..start (the layers above) were all written
         // by the previous rounds; MaybeUninit<Chain> has Chain's layout.
@@ -472,10 +474,8 @@ fn chains_by_layer(parent: &[UserIx], ids: &[i64], depth: &[u32], max_depth: u32
             });
         start = end;
     }
-    // Depth is sorted in a breadth-first forest and every depth up to
-    // max_depth was a round: the layers cover every user.
-    assert_eq!(start, n, "layers cover the forest");
-    // SAFETY: records 0..n were written (checked just above).
+    // SAFETY: the last round ended at n, and the rounds' layers cover
+    // 0..n (a start before the previous one would have failed the split).
     unsafe { out.set_len(n) };
     out
 }

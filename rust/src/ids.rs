@@ -260,30 +260,20 @@ pub struct KeyedSlots {
 
 impl KeyedSlots {
     fn new(h: &HashIndex, ids: &[i64]) -> Self {
-        // The ids are read at random (slots are in hash order): the id of
-        // the slot AHEAD places on is fetched while this one is copied.
-        const AHEAD: usize = 32;
-        let n = h.slots.len();
-        let mut slots: Vec<KeyedSlot> = Vec::with_capacity(n);
-        slots.spare_capacity_mut()[..n]
-            .par_chunks_mut(1 << 14)
-            .zip(h.slots.par_chunks(1 << 14))
-            .for_each(|(out, vals)| {
-                for (j, (o, &v)) in out.iter_mut().zip(vals).enumerate() {
-                    if let Some(&a) = vals.get(j + AHEAD) {
-                        if a != NO_USER {
-                            prefetch(&ids[a as usize]);
-                        }
-                    }
-                    o.write(KeyedSlot {
-                        key: if v == NO_USER { 0 } else { ids[v as usize] },
-                        value: v,
-                    });
+        // The ids are read at random (slots are in hash order), so each is
+        // fetched ahead.
+        let slots = crate::par::gather(
+            &h.slots,
+            |v| {
+                if v != NO_USER as usize {
+                    prefetch(&ids[v])
                 }
-            });
-        // SAFETY: the chunks cover all n slots, and each wrote every one of
-        // its slots.
-        unsafe { slots.set_len(n) };
+            },
+            |v| KeyedSlot {
+                key: if v == NO_USER as usize { 0 } else { ids[v] },
+                value: v as u32,
+            },
+        );
         KeyedSlots {
             slots,
             shift: h.shift,

@@ -700,11 +700,6 @@ fn walk<T: Money>(
         // layer starts (a few compares) when users are numbered breadth-
         // first, else from the 1-byte depths (levels <= 255, same count).
         let starts = forest.layer_starts(levels);
-        let depth = if starts.is_none() {
-            forest.depth_u8()
-        } else {
-            &[]
-        };
         // Per chunk: (ledger rows, eligible events); one loop per way of
         // counting, so none decides it row by row.
         let counts = match &starts {
@@ -719,9 +714,12 @@ fn walk<T: Money>(
             Some(s) => count_rows(nchunks, m, prep, forest, eligible, |b| {
                 s.partition_point(|&x| x <= b)
             }),
-            None => count_rows(nchunks, m, prep, forest, eligible, |b| {
-                levels.min(depth[b as usize] as usize)
-            }),
+            None => {
+                let depth = forest.depth_u8();
+                count_rows(nchunks, m, prep, forest, eligible, |b| {
+                    levels.min(depth[b as usize] as usize)
+                })
+            }
         };
         let events = counts.iter().map(|&(_, e)| e as u64).sum();
         let mut at = vec![0usize; nchunks + 1];
@@ -1221,7 +1219,6 @@ mod tests {
         assert_eq!(got.totals, from_ledger);
         assert!(!got.totals.beneficiary.is_empty());
         // A qualification rule takes the general walk, without wide columns.
-
         let purchased = Policy::new(&rates, None, None, Qualify::Purchased, false, None).unwrap();
         let ev = crate::scores::tests::events(&buyers, &amounts);
         let got = attribute(&f, &ev, &purchased, OnInvalid::Raise).unwrap();
