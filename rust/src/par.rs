@@ -33,7 +33,7 @@ pub fn position_first(n: usize, pred: impl Fn(usize) -> bool + Sync) -> Option<u
 
 /// How far ahead a gather fetches: enough misses in flight to cover the
 /// memory latency, few enough to stay in the fill buffers.
-const AHEAD: usize = 16;
+const AHEAD: usize = 32;
 
 /// `f(idx[i])` for every i, in parallel blocks; `touch(idx[i + AHEAD])`
 /// (a prefetch of what `f` will read) runs first.
