@@ -16,7 +16,7 @@ use super::money::Money;
 use super::ranges::{local, range_len, range_of, scatter_by_range, SharedMut, RANGES};
 use crate::error::Result;
 use crate::forest::Forest;
-use crate::ids::{IdValues, UserIx};
+use crate::ids::{prefetch, IdValues, UserIx};
 
 /// One row per beneficiary, by credit descending, ties by id.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +42,12 @@ pub(crate) fn totals<T: Money>(
     let width = levels + 1;
     let parts: Vec<Result<Part<T>>> = match (ranged, Packed::new(n)) {
         // Packed by the walk, chunk by chunk (see `Ranged`).
+        (Some(r), _) if r.unchecked => Some(
+            (0..RANGES)
+                .into_par_iter()
+                .map(|t| Ok(sum_packed(range_len(n, t), t, width, r)))
+                .collect(),
+        ),
         (Some(r), _) => Some(
             (0..RANGES)
                 .into_par_iter()
@@ -114,11 +120,20 @@ pub(crate) fn totals<T: Money>(
     // Records in leaderboard order first (one random line each), then
     // every column from them by a sequential strided read: reading `sums`
     // in that order once per column would pay the random reads per column.
+    const BLOCK: usize = 1 << 12;
+    const AHEAD: usize = 32;
     let mut sorted = vec![T::ZERO; sums.len()];
     sorted
-        .par_chunks_mut(width)
-        .zip(order.par_iter())
-        .for_each(|(dst, &i)| dst.copy_from_slice(&sums[i as usize * width..][..width]));
+        .par_chunks_mut(BLOCK * width)
+        .zip(order.par_chunks(BLOCK))
+        .for_each(|(dst, ix)| {
+            for (j, (d, &i)) in dst.chunks_exact_mut(width).zip(ix).enumerate() {
+                if let Some(&a) = ix.get(j + AHEAD) {
+                    prefetch(&sums[a as usize * width]);
+                }
+                d.copy_from_slice(&sums[i as usize * width..][..width]);
+            }
+        });
     drop(sums);
     let column = |k: usize| -> Vec<T> { sorted.par_chunks(width).map(|s| s[k]).collect() };
     let out = Totals {
@@ -189,6 +204,35 @@ fn sum_range<T: Money>(
     Ok((users, counts, out))
 }
 
+/// [`sum_range`] of range `t`'s packed rows when no sum can overflow
+/// (`Ranged::unchecked`): plain integer adds, no check per row.
+fn sum_packed<T: Money>(w: usize, t: usize, width: usize, r: &Ranged) -> Part<T> {
+    let mut sums = vec![0i64; w * width];
+    for c in 0..r.chunks() {
+        let seg = r.bounds[c * RANGES + t]..r.bounds[c * RANGES + t + 1];
+        for &x in &r.items[seg] {
+            let (u, k, c) = r.packed.unpack(x);
+            let s = &mut sums[u * width..(u + 1) * width];
+            s[0] += 1;
+            s[k as usize] += c;
+        }
+    }
+    let paid = sums.chunks_exact(width).filter(|s| s[0] > 0).count();
+    let (mut users, mut counts) = (Vec::with_capacity(paid), Vec::with_capacity(paid));
+    let mut out = Vec::with_capacity(paid * width);
+    for (u, s) in sums
+        .chunks_exact(width)
+        .enumerate()
+        .filter(|(_, s)| s[0] > 0)
+    {
+        users.push((u * RANGES + t) as UserIx);
+        counts.push(s[0] as u32);
+        out.push(T::from_i64(s[1..].iter().sum()));
+        out.extend(s[1..].iter().map(|&c| T::from_i64(c)));
+    }
+    (users, counts, out)
+}
+
 /// Integer ledger rows packed and grouped by user range chunk by chunk of
 /// the walk, while each chunk's rows are still in cache (instead of a
 /// counting sort over the whole ledger afterwards): chunk c's rows fill
@@ -198,6 +242,9 @@ pub(crate) struct Ranged {
     items: Vec<u64>,
     bounds: Vec<usize>,
     packed: Packed,
+    /// No sum of the rows' credits can overflow an i64 (`rows` × the
+    /// largest credit fits), so they are summed unchecked.
+    unchecked: bool,
     /// Write pointers into `items` and `bounds` for the chunks' tasks.
     items_out: SharedMut<u64>,
     bounds_out: SharedMut<usize>,
@@ -230,6 +277,7 @@ impl Ranged {
         if most >= 1u128 << (packed.credit_bits - 1) {
             return None;
         }
+        let unchecked = most.max(1).saturating_mul(rows as u128) < i64::MAX as u128;
         let mut items = Vec::with_capacity(rows);
         let mut bounds = vec![0; chunks * RANGES + 1];
         bounds[chunks * RANGES] = rows;
@@ -239,7 +287,13 @@ impl Ranged {
             items,
             bounds,
             packed,
+            unchecked,
         })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn unchecked(&self) -> bool {
+        self.unchecked
     }
 
     fn chunks(&self) -> usize {
@@ -339,13 +393,46 @@ fn leaderboard<T: Money>(
 ) -> Vec<u32> {
     let ids = forest.ids();
     if let (IdValues::Int(id), Some(_)) = (ids, T::ZERO.order_key()) {
-        let mut keyed: Vec<(u128, u32)> = (0..users.len())
+        // (credit descending, id) as two unsigned keys.
+        let keys: Vec<(u64, u64)> = (0..users.len())
             .into_par_iter()
             .map(|i| {
                 let c = !credit(i).order_key().unwrap_or(0);
-                let key = (c as u128) << 64 | (id[users[i] as usize] as u64 ^ 1 << 63) as u128;
-                (key, i as u32)
+                (c, id[users[i] as usize] as u64 ^ 1 << 63)
             })
+            .collect();
+        let (c0, c1, i0, i1) = keys
+            .par_iter()
+            .fold(
+                || (u64::MAX, 0, u64::MAX, 0),
+                |(a, b, c, d), &(x, y)| (a.min(x), b.max(x), c.min(y), d.max(y)),
+            )
+            .reduce(
+                || (u64::MAX, 0, u64::MAX, 0),
+                |(a, b, c, d), (w, x, y, z)| (a.min(w), b.max(x), c.min(y), d.max(z)),
+            );
+        let bits = |span: u64| u64::BITS - span.leading_zeros();
+        let id_bits = bits(i1.saturating_sub(i0));
+        if bits(c1.saturating_sub(c0)) + id_bits <= 64 {
+            // Both spans fit one u64 (they usually do): pairs half the
+            // bytes of (u128, u32) sort faster, in the same order.
+            let mut keyed: Vec<(u64, u32)> = keys
+                .par_iter()
+                .enumerate()
+                .map(|(i, &(c, d))| {
+                    (
+                        (c - c0).checked_shl(id_bits).unwrap_or(0) | (d - i0),
+                        i as u32,
+                    )
+                })
+                .collect();
+            keyed.par_sort_unstable();
+            return keyed.par_iter().map(|&(_, i)| i).collect();
+        }
+        let mut keyed: Vec<(u128, u32)> = keys
+            .par_iter()
+            .enumerate()
+            .map(|(i, &(c, d))| ((c as u128) << 64 | d as u128, i as u32))
             .collect();
         keyed.par_sort_unstable();
         return keyed.par_iter().map(|&(_, i)| i).collect();
@@ -428,5 +515,35 @@ mod tests {
         let c = vec![i64::MAX / 2 + 1; 2];
         assert!(totals(&f, &[4, 4], &[1, 2], &c, 3, None).is_err());
         assert!(totals(&f, &[4, 4], &[1, 1], &[3, i64::MAX], 3, None).is_err());
+    }
+
+    #[test]
+    fn leaderboard_orders_by_credit_then_id_whatever_the_key_spans() {
+        let n = 3_000i64;
+        // Ids that pack with the credits into one u64, and ids whose span
+        // alone takes all 64 bits (the u128 keys).
+        for spread in [false, true] {
+            let users: Vec<i64> = (0..n)
+                .map(|i| match (spread, i % 2) {
+                    (false, _) => i * 7,
+                    (true, 0) => i64::MIN + i,
+                    (true, _) => i64::MAX - i,
+                })
+                .collect();
+            let refs: Vec<Option<i64>> = (0..n as usize)
+                .map(|i| (i > 0).then(|| users[(i - 1) / 2]))
+                .collect();
+            let f = test_forest(&users, &refs);
+            // Every user, scrambled, with credits that tie and go negative.
+            let paid: Vec<UserIx> = (0..n as u32).map(|u| u * 1_201 % n as u32).collect();
+            let credit: Vec<i64> = (0..n).map(|i| (i * 37 % 101) - 50).collect();
+            let order = leaderboard(&f, &paid, |i| credit[i]);
+            let IdValues::Int(id) = f.ids() else {
+                unreachable!()
+            };
+            let mut want: Vec<u32> = (0..n as u32).collect();
+            want.sort_by_key(|&i| (-credit[i as usize], id[paid[i as usize] as usize]));
+            assert_eq!(order, want);
+        }
     }
 }
