@@ -521,8 +521,9 @@ mod tests {
     fn leaderboard_orders_by_credit_then_id_whatever_the_key_spans() {
         let n = 3_000i64;
         // Ids that pack with the credits into one u64, and ids whose span
-        // alone takes all 64 bits (the u128 keys).
-        for spread in [false, true] {
+        // alone takes all 64 bits (u128 keys), with credits of a few bits
+        // and of 62.
+        for (spread, wide) in [(false, false), (true, false), (true, true)] {
             let users: Vec<i64> = (0..n)
                 .map(|i| match (spread, i % 2) {
                     (false, _) => i * 7,
@@ -536,7 +537,13 @@ mod tests {
             let f = test_forest(&users, &refs);
             // Every user, scrambled, with credits that tie and go negative.
             let paid: Vec<UserIx> = (0..n as u32).map(|u| u * 1_201 % n as u32).collect();
-            let credit: Vec<i64> = (0..n).map(|i| (i * 37 % 101) - 50).collect();
+            let credit: Vec<i64> = (0..n)
+                .map(|i| match i % 500 {
+                    7 if wide => 1 << 60,
+                    9 if wide => -(1 << 60),
+                    _ => (i * 37 % 101) - 50,
+                })
+                .collect();
             let order = leaderboard(&f, &paid, |i| credit[i]);
             let IdValues::Int(id) = f.ids() else {
                 unreachable!()
