@@ -211,10 +211,10 @@ fn sum_packed<T: Money>(w: usize, t: usize, width: usize, r: &Ranged) -> Part<T>
     for c in 0..r.chunks() {
         let seg = r.bounds[c * RANGES + t]..r.bounds[c * RANGES + t + 1];
         for &x in &r.items[seg] {
-            let (u, k, c) = r.packed.unpack(x);
+            let (u, k, credit) = r.packed.unpack(x);
             let s = &mut sums[u * width..(u + 1) * width];
             s[0] += 1;
-            s[k as usize] += c;
+            s[k as usize] += credit;
         }
     }
     let paid = sums.chunks_exact(width).filter(|s| s[0] > 0).count();
