@@ -72,6 +72,29 @@ pub fn gather_into<T: Send>(
     unsafe { out.set_len(idx.len()) };
 }
 
+/// Records of `width` values: `src[idx[i] * width..][..width]` for every
+/// i, side by side (see [`gather`]).
+pub fn gather_records<T: Copy + Send + Sync>(idx: &[u32], src: &[T], width: usize) -> Vec<T> {
+    let mut out: Vec<T> = Vec::with_capacity(idx.len() * width);
+    out.spare_capacity_mut()[..idx.len() * width]
+        .par_chunks_mut(BLOCK * width)
+        .zip(idx.par_chunks(BLOCK))
+        .for_each(|(o, ix)| {
+            for (j, rec) in o.chunks_exact_mut(width).enumerate() {
+                if let Some(&a) = ix.get(j + AHEAD) {
+                    prefetch(&src[a as usize * width]);
+                }
+                let from = &src[ix[j] as usize * width..][..width];
+                for (slot, &x) in rec.iter_mut().zip(from) {
+                    slot.write(x);
+                }
+            }
+        });
+    // SAFETY: the chunks cover all idx.len() records and each was written.
+    unsafe { out.set_len(idx.len() * width) };
+    out
+}
+
 /// `src[idx[i]]` for every i (see [`gather`]).
 pub fn gather_from<T: Copy + Send + Sync>(idx: &[u32], src: &[T]) -> Vec<T> {
     gather(idx, |a| prefetch(&src[a]), |a| src[a])

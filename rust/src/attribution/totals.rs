@@ -16,7 +16,7 @@ use super::money::Money;
 use super::ranges::{local, range_len, range_of, scatter_by_range, SharedMut, RANGES};
 use crate::error::Result;
 use crate::forest::Forest;
-use crate::ids::{prefetch, IdValues, UserIx};
+use crate::ids::{IdValues, UserIx};
 
 /// One row per beneficiary, by credit descending, ties by id.
 #[derive(Debug, Clone, PartialEq)]
@@ -120,20 +120,7 @@ pub(crate) fn totals<T: Money>(
     // Records in leaderboard order first (one random line each), then
     // every column from them by a sequential strided read: reading `sums`
     // in that order once per column would pay the random reads per column.
-    const BLOCK: usize = 1 << 12;
-    const AHEAD: usize = 32;
-    let mut sorted = vec![T::ZERO; sums.len()];
-    sorted
-        .par_chunks_mut(BLOCK * width)
-        .zip(order.par_chunks(BLOCK))
-        .for_each(|(dst, ix)| {
-            for (j, (d, &i)) in dst.chunks_exact_mut(width).zip(ix).enumerate() {
-                if let Some(&a) = ix.get(j + AHEAD) {
-                    prefetch(&sums[a as usize * width]);
-                }
-                d.copy_from_slice(&sums[i as usize * width..][..width]);
-            }
-        });
+    let sorted = crate::par::gather_records(&order, &sums, width);
     drop(sums);
     let column = |k: usize| -> Vec<T> { sorted.par_chunks(width).map(|s| s[k]).collect() };
     let out = Totals {
@@ -193,15 +180,34 @@ fn sum_range<T: Money>(
             events[u] += 1;
         }
     }
-    let paid = events.iter().filter(|&&e| e > 0).count();
+    Ok(paid_part(
+        w,
+        t,
+        width,
+        |u| events[u],
+        |u, out| out.extend_from_slice(&sums[u * width..(u + 1) * width]),
+    ))
+}
+
+/// Range `t`'s paid users among its `w` (those with `events(u) > 0`), in
+/// user order, with their counts and the records `record(u, out)` appends
+/// (`width` values: [total, level 1, .., level D]).
+fn paid_part<T>(
+    w: usize,
+    t: usize,
+    width: usize,
+    events: impl Fn(usize) -> u32,
+    mut record: impl FnMut(usize, &mut Vec<T>),
+) -> Part<T> {
+    let paid = (0..w).filter(|&u| events(u) > 0).count();
     let (mut users, mut counts) = (Vec::with_capacity(paid), Vec::with_capacity(paid));
     let mut out = Vec::with_capacity(paid * width);
-    for u in (0..w).filter(|&u| events[u] > 0) {
+    for u in (0..w).filter(|&u| events(u) > 0) {
         users.push((u * RANGES + t) as UserIx);
-        counts.push(events[u]);
-        out.extend_from_slice(&sums[u * width..(u + 1) * width]);
+        counts.push(events(u));
+        record(u, &mut out);
     }
-    Ok((users, counts, out))
+    (users, counts, out)
 }
 
 /// [`sum_range`] of range `t`'s packed rows when no sum can overflow
@@ -217,20 +223,18 @@ fn sum_packed<T: Money>(w: usize, t: usize, width: usize, r: &Ranged) -> Part<T>
             s[k as usize] += credit;
         }
     }
-    let paid = sums.chunks_exact(width).filter(|s| s[0] > 0).count();
-    let (mut users, mut counts) = (Vec::with_capacity(paid), Vec::with_capacity(paid));
-    let mut out = Vec::with_capacity(paid * width);
-    for (u, s) in sums
-        .chunks_exact(width)
-        .enumerate()
-        .filter(|(_, s)| s[0] > 0)
-    {
-        users.push((u * RANGES + t) as UserIx);
-        counts.push(s[0] as u32);
-        out.push(T::from_i64(s[1..].iter().sum()));
-        out.extend(s[1..].iter().map(|&c| T::from_i64(c)));
-    }
-    (users, counts, out)
+    // The count is in each record's first slot, the total goes there.
+    paid_part(
+        w,
+        t,
+        width,
+        |u| sums[u * width] as u32,
+        |u, out| {
+            let levels = &sums[u * width + 1..(u + 1) * width];
+            out.push(T::from_i64(levels.iter().sum()));
+            out.extend(levels.iter().map(|&c| T::from_i64(c)));
+        },
+    )
 }
 
 /// Integer ledger rows packed and grouped by user range chunk by chunk of
@@ -383,6 +387,12 @@ impl Packed {
     }
 }
 
+/// The indices of `(key, index)` pairs in key order.
+fn sorted_indices<K: Ord + Send + Sync>(mut keyed: Vec<(K, u32)>) -> Vec<u32> {
+    keyed.par_sort_unstable();
+    keyed.par_iter().map(|&(_, i)| i).collect()
+}
+
 /// Indices into `users` by credit descending, ties by id. Integer ids and
 /// amounts with a 64-bit order key sort as packed integers; string ids or
 /// decimal amounts through a comparator.
@@ -416,7 +426,7 @@ fn leaderboard<T: Money>(
         if bits(c1.saturating_sub(c0)) + id_bits <= 64 {
             // Both spans fit one u64 (they usually do): pairs half the
             // bytes of (u128, u32) sort faster, in the same order.
-            let mut keyed: Vec<(u64, u32)> = keys
+            let keyed: Vec<(u64, u32)> = keys
                 .par_iter()
                 .enumerate()
                 .map(|(i, &(c, d))| {
@@ -426,16 +436,14 @@ fn leaderboard<T: Money>(
                     )
                 })
                 .collect();
-            keyed.par_sort_unstable();
-            return keyed.par_iter().map(|&(_, i)| i).collect();
+            return sorted_indices(keyed);
         }
-        let mut keyed: Vec<(u128, u32)> = keys
+        let keyed: Vec<(u128, u32)> = keys
             .par_iter()
             .enumerate()
             .map(|(i, &(c, d))| ((c as u128) << 64 | d as u128, i as u32))
             .collect();
-        keyed.par_sort_unstable();
-        return keyed.par_iter().map(|&(_, i)| i).collect();
+        return sorted_indices(keyed);
     }
     let mut order: Vec<u32> = (0..users.len() as u32).collect();
     order.par_sort_unstable_by(|&x, &y| {
