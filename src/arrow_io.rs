@@ -21,7 +21,9 @@ use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 use pyo3::prelude::*;
 use pyo3_arrow::{PyRecordBatchReader, PyTable};
 use rayon::prelude::*;
-use referralgraph_core::{par, Forest, IdKind, IdSlice, IdValues, StrColumn, NO_USER, NULL_TS};
+use referralgraph_core::{
+    self as core, par, Forest, IdKind, IdSlice, IdValues, StrColumn, NO_USER, NULL_TS,
+};
 
 use crate::errors::{invalid_err, schema_err};
 
@@ -263,41 +265,45 @@ impl Timestamps {
         };
         let raw = arrow_cast::cast(arr, &DataType::Int64)
             .map_err(|e| schema_err(format!("column {column}: {e}")))?;
-        let raw = raw.as_primitive::<Int64Type>();
-        let valid = validity(raw);
-        let values = raw.values();
-        if per_unit == 1 && valid.is_none() {
-            // Zero copy; only NULL_TS itself is out of range.
-            if let Some(row) = par::position_first(values.len(), |r| values[r] == NULL_TS) {
+        // The scans are parallel: on this process's pool (see `core::pool`),
+        // as the GIL is held here.
+        core::pool::run(|| {
+            let raw = raw.as_primitive::<Int64Type>();
+            let valid = validity(raw);
+            let values = raw.values();
+            if per_unit == 1 && valid.is_none() {
+                // Zero copy; only NULL_TS itself is out of range.
+                if let Some(row) = par::position_first(values.len(), |r| values[r] == NULL_TS) {
+                    return Err(out_of_range(column, row, values[row]));
+                }
+                return Ok(Timestamps {
+                    ns: values.clone(),
+                    valid,
+                    tz,
+                });
+            }
+            let ns: Vec<i64> = (0..values.len())
+                .into_par_iter()
+                .map(|row| {
+                    if valid.as_ref().is_some_and(|m| !m[row]) {
+                        NULL_TS
+                    } else {
+                        // i64::MIN marks an overflow; NULL_TS is never a real time.
+                        values[row].checked_mul(per_unit).unwrap_or(NULL_TS)
+                    }
+                })
+                .collect();
+            let bad = par::position_first(ns.len(), |row| {
+                ns[row] == NULL_TS && valid.as_ref().is_none_or(|m| m[row])
+            });
+            if let Some(row) = bad {
                 return Err(out_of_range(column, row, values[row]));
             }
-            return Ok(Timestamps {
-                ns: values.clone(),
+            Ok(Timestamps {
+                ns: ns.into(),
                 valid,
                 tz,
-            });
-        }
-        let ns: Vec<i64> = (0..values.len())
-            .into_par_iter()
-            .map(|row| {
-                if valid.as_ref().is_some_and(|m| !m[row]) {
-                    NULL_TS
-                } else {
-                    // i64::MIN marks an overflow; NULL_TS is never a real time.
-                    values[row].checked_mul(per_unit).unwrap_or(NULL_TS)
-                }
             })
-            .collect();
-        let bad = par::position_first(ns.len(), |row| {
-            ns[row] == NULL_TS && valid.as_ref().is_none_or(|m| m[row])
-        });
-        if let Some(row) = bad {
-            return Err(out_of_range(column, row, values[row]));
-        }
-        Ok(Timestamps {
-            ns: ns.into(),
-            valid,
-            tz,
         })
     }
 }
@@ -384,10 +390,13 @@ pub fn gather_ids(ids: &IdValues, users: &[u32]) -> ArrayRef {
         .then(|| NullBuffer::from(users.iter().map(|&u| u != NO_USER).collect::<Vec<_>>()));
     match ids {
         IdValues::Int(v) => {
-            let vals: Vec<i64> = users
-                .par_iter()
-                .map(|&u| if u == NO_USER { 0 } else { v[u as usize] })
-                .collect();
+            // Called with the GIL held: on this process's pool.
+            let vals: Vec<i64> = core::pool::run(|| {
+                users
+                    .par_iter()
+                    .map(|&u| if u == NO_USER { 0 } else { v[u as usize] })
+                    .collect()
+            });
             Arc::new(Int64Array::new(vals.into(), nulls))
         }
         IdValues::Str { .. } => {

@@ -1,6 +1,8 @@
-//! Every long call goes through `enter_core`: release the GIL, run the core,
-//! turn a panic into `ReferralGraphError` (never a `PanicException`, which
-//! `except Exception` would not catch), map the core error.
+//! Every long call goes through `enter_core`: release the GIL, run the core
+//! on the process's worker pool (`core::pool`: rebuilt in a forked child,
+//! where rayon's global pool would hang), turn a panic into
+//! `ReferralGraphError` (never a `PanicException`, which `except
+//! Exception` would not catch), map the core error.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
@@ -16,7 +18,7 @@ where
     T: Send,
     F: Send + FnOnce() -> core::Result<T>,
 {
-    match py.detach(|| catch_unwind(AssertUnwindSafe(f))) {
+    match py.detach(|| catch_unwind(AssertUnwindSafe(|| core::pool::run(f)))) {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(PyCoreErr(e).into()),
         Err(panic) => Err(internal_err(format!(
@@ -48,7 +50,7 @@ where
             let me = std::thread::current();
             let progress = &progress;
             let worker = s.spawn(move || {
-                let out = catch_unwind(AssertUnwindSafe(|| f(progress)));
+                let out = catch_unwind(AssertUnwindSafe(|| core::pool::run(|| f(progress))));
                 me.unpark();
                 out
             });
@@ -97,10 +99,11 @@ where
     T: Send,
     F: Send + FnOnce() -> PyResult<T>,
 {
-    py.detach(|| guard(f))
+    py.detach(|| guard(|| core::pool::run(f)))
 }
 
-/// Like `enter_core`, for work that holds Python objects (no GIL release).
+/// Like `enter_core`, for work that holds Python objects (no GIL release,
+/// and so no parallel work: the pool's threads could not hold them).
 pub(crate) fn guard<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
         Err(internal_err(format!(

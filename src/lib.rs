@@ -37,6 +37,8 @@ mod synthetic;
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Kept blocks must expire even if the process stops calling us.
     referralgraph_core::alloc::start_reaper();
+    // A fork must not leave the allocator's lock held in the child.
+    referralgraph_core::alloc::fork_handlers();
     m.add_class::<graph::PyReferralGraph>()?;
     m.add_class::<attribution::PySession>()?;
     m.add_class::<social::PySocialGraph>()?;

@@ -43,10 +43,11 @@ pub fn reach(
     // direct is level_1: the same immutable buffer, shared.
     let direct = match levels.first() {
         Some(level_1) => level_1.clone(),
-        None => {
+        // With the GIL held: on this process's pool (see `core::pool`).
+        None => referralgraph_core::pool::run(|| {
             let (offsets, _) = f.children_csr();
             u32_array(offsets.par_windows(2).map(|w| w[1] - w[0]).collect(), None)
-        }
+        }),
     };
     let names: Vec<String> = (1..=max_depth).map(|k| format!("level_{k}")).collect();
     let mut cols: Vec<(&str, ArrayRef)> = vec![

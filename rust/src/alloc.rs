@@ -25,8 +25,9 @@
 //! `#[global_allocator] static A: HugePageAlloc = HugePageAlloc;`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::cell::UnsafeCell;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Blocks of at least this many bytes are 2 MB-aligned and advised.
 const HUGE: usize = 4 << 20;
@@ -173,7 +174,71 @@ const EMPTY: Cache = Cache {
     bytes: 0,
 };
 
-static CACHE: Mutex<Cache> = Mutex::new(EMPTY);
+/// The cache behind a lock of its own rather than a `std::sync::Mutex`: a
+/// `fork` while another thread holds it would leave it held for good in
+/// the child (whose next large allocation would hang), and a std mutex
+/// cannot be released without its guard. [`fork_handlers`] takes it
+/// before a fork and releases it on both sides. Held only for a scan of at
+/// most `SLOTS` entries, so waiting spins.
+struct CacheLock {
+    held: AtomicBool,
+    cache: UnsafeCell<Cache>,
+}
+
+// SAFETY: `cache` is only reached through a `Held`, of which `held` allows
+// one at a time.
+unsafe impl Sync for CacheLock {}
+
+static CACHE: CacheLock = CacheLock {
+    held: AtomicBool::new(false),
+    cache: UnsafeCell::new(EMPTY),
+};
+
+impl CacheLock {
+    fn acquire(&self) {
+        let mut spins = 0u32;
+        while self
+            .held
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                // The holder may have been descheduled (no allocation here).
+                std::thread::yield_now();
+            }
+        }
+    }
+    fn release(&self) {
+        self.held.store(false, Ordering::Release);
+    }
+}
+
+/// The cache, locked until dropped.
+struct Held;
+
+impl Deref for Held {
+    type Target = Cache;
+    fn deref(&self) -> &Cache {
+        // SAFETY: a `Held` exists only while this thread holds the lock.
+        unsafe { &*CACHE.cache.get() }
+    }
+}
+
+impl DerefMut for Held {
+    fn deref_mut(&mut self) -> &mut Cache {
+        // SAFETY: as for `deref`; `&mut self` makes the borrow unique.
+        unsafe { &mut *CACHE.cache.get() }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        CACHE.release();
+    }
+}
 
 /// Kept bytes at most for `DECAY_NS` (`usize::MAX` until read from the
 /// environment on first use), and at most for `BURST_DECAY_NS`.
@@ -355,9 +420,30 @@ impl Cache {
     }
 }
 
-fn lock() -> std::sync::MutexGuard<'static, Cache> {
-    // Nothing panics while the lock is held; a poisoned cache is still valid.
-    CACHE.lock().unwrap_or_else(|e| e.into_inner())
+fn lock() -> Held {
+    CACHE.acquire();
+    Held
+}
+
+/// Registers (once per process) handlers that take the cache's lock
+/// before a `fork` and release it in the parent and the child, so that the
+/// child never inherits it held by a thread it does not have.
+pub fn fork_handlers() {
+    #[cfg(unix)]
+    {
+        extern "C" fn prepare() {
+            CACHE.acquire();
+        }
+        extern "C" fn after() {
+            CACHE.release();
+        }
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        // SAFETY: the handlers neither allocate nor take other locks. A
+        // failure (ENOMEM) leaves forking as unsafe as it was.
+        ONCE.call_once(|| unsafe {
+            libc::pthread_atfork(Some(prepare), Some(after), Some(after));
+        });
+    }
 }
 
 /// A block for a kept-size `layout`: a kept one of its class, a kept one
@@ -674,6 +760,29 @@ mod tests {
             assert!(released >= HUGE);
             assert_eq!(cached_bytes(), 0);
         }
+    }
+
+    #[test]
+    fn a_fork_never_leaves_the_cache_locked_in_the_child() {
+        use std::sync::atomic::AtomicBool;
+        fork_handlers();
+        // Another thread holds the lock most of the time, as rayon workers
+        // freeing blocks do; a child inheriting it held would hang.
+        static STOP: AtomicBool = AtomicBool::new(false);
+        let holder = std::thread::spawn(|| {
+            while !STOP.load(Ordering::Relaxed) {
+                let _held = lock();
+                for _ in 0..2_000 {
+                    std::hint::spin_loop();
+                }
+            }
+        });
+        let forks: Result<Vec<()>, String> = (0..30)
+            .map(|_| crate::pool::in_forked_child(|| cached_bytes() < usize::MAX))
+            .collect();
+        STOP.store(true, Ordering::Relaxed);
+        holder.join().unwrap();
+        forks.unwrap();
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod forest;
 pub mod ids;
 pub mod par;
 pub mod persist;
+pub mod pool;
 pub mod program;
 pub mod progress;
 pub mod reach;
