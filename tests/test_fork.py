@@ -38,9 +38,10 @@ def _digest(*tables: pa.Table) -> str:
 
 
 def _everything(tmp: str) -> str:
-    """One call of each parallel path (reading with timestamps, build,
-    attribution, session history, reach, scores, program tables, save/load,
-    pickle, the social graph's reach, spread and seeds), digested."""
+    """One call of each parallel path (reading with timestamps, build and
+    extend, integer and string ids, attribution, session history, lookups,
+    reach, scores, program tables and metrics, save/load, pickle, the social
+    graph's reach, spread and seeds), digested."""
     referrals, events = rg.synthetic.program(20_000, seed=3)
     g = rg.ReferralGraph.from_arrow(referrals)
     policy = rg.Policy(rates=[0.1, 0.05, 0.02], window="365d", qualify="purchased")
@@ -52,6 +53,11 @@ def _everything(tmp: str) -> str:
     g.save(path)
     loaded = rg.ReferralGraph.load(path)
     again = pickle.loads(pickle.dumps(g))
+    grown = g.extend(pa.table({"user_id": [-1, -2], "referrer_id": [None, -1]}))
+    as_str = referrals.set_column(0, "user_id", pc.cast(referrals["user_id"], pa.string()))
+    as_str = as_str.set_column(1, "referrer_id", pc.cast(referrals["referrer_id"], pa.string()))
+    str_events = events.set_column(1, "user_id", pc.cast(events["user_id"], pa.string()))
+    by_str = rg.ReferralGraph.from_arrow(as_str).attribute(str_events, policy)
     s = rg.SocialGraph.from_arrow(rg.synthetic.social(3_000, seed=1), p=0.05)
     seeds = s.seeds(5, seed=1, epsilon=0.5)
     spread = s.spread(seeds["user_id"], simulations=200, seed=1)
@@ -63,6 +69,10 @@ def _everything(tmp: str) -> str:
             g.reach(3),
             g.scores(events),
             g.pyramid(events),
+            g.channels(events),
+            grown.users(),
+            pa.table({"ix": g.index_of(events["user_id"])}),
+            by_str.totals,
             g.users(),
             loaded.users(),
             again.users(),
@@ -71,6 +81,7 @@ def _everything(tmp: str) -> str:
             seeds,
         ),
         repr(sorted(r.stats.items())),
+        repr(sorted(g.metrics(events).items())),
         repr(session.attribute(referrals["user_id"][-1].as_py(), 1000, ts=last)),
         f"{spread.mean:.9f}",
     ]
