@@ -704,15 +704,18 @@ impl PySession {
         amount: &Bound<'py, PyAny>,
         ts_ns: Option<i64>,
     ) -> PyResult<Bound<'py, PyList>> {
+        // `guard`: a panic in the core is a ReferralGraphError here too.
         macro_rules! go {
-            ($s:expr, $scale:expr) => {{
-                let forest = $s.forest();
-                let b = user_ix(forest, user_id)?;
-                let credits = $s
-                    .attribute(b, amount.extract()?, ts_ns)
-                    .map_err(PyCoreErr)?;
-                credits_to_py(py, forest, credits, $scale)
-            }};
+            ($s:expr, $scale:expr) => {
+                guard(|| {
+                    let forest = $s.forest();
+                    let b = user_ix(forest, user_id)?;
+                    let credits = $s
+                        .attribute(b, amount.extract()?, ts_ns)
+                        .map_err(PyCoreErr)?;
+                    credits_to_py(py, forest, credits, $scale)
+                })
+            };
         }
         match &self.inner {
             AnySession::Int(s) => go!(s, 0),

@@ -17,7 +17,7 @@ use crate::arrow_io::{
     InputTable, StrValues, Timestamps,
 };
 use crate::errors::{internal_err, schema_err};
-use crate::gil::{enter_core, guard};
+use crate::gil::{enter_core, enter_watched, guard};
 
 /// An immutable referral forest shared between threads (`Arc` inside).
 #[pyclass(frozen, name = "ReferralGraph", module = "referralgraph._core")]
@@ -67,13 +67,14 @@ fn ingest(
     data: PyRecordBatchReader,
     names: &ColumnNames<'_>,
     on_invalid: &str,
+    progress: Option<Py<PyAny>>,
 ) -> PyResult<PyReferralGraph> {
     let mode = parse_on_invalid(on_invalid)?;
     let cols = guard(|| ReferralColumns::read(data, names))?;
     let base = base.cloned();
-    let built = enter_core(py, || match &base {
-        None => Forest::build(&cols.input(), mode),
-        Some(f) => f.extend(&cols.input(), mode),
+    let built = enter_watched(py, progress, |p| match &base {
+        None => Forest::build_watched(&cols.input(), mode, p),
+        Some(f) => f.extend_watched(&cols.input(), mode, p),
     })?;
     Ok(PyReferralGraph::wrap(built))
 }
@@ -198,7 +199,7 @@ impl PyReferralGraph {
 impl PyReferralGraph {
     /// Builds and validates a graph from a referrals table (see `referralgraph.ReferralGraph`).
     #[staticmethod]
-    #[pyo3(signature = (data, *, user_id, referrer_id, joined_at, joined_at_required, channel, channel_required, on_invalid))]
+    #[pyo3(signature = (data, *, user_id, referrer_id, joined_at, joined_at_required, channel, channel_required, on_invalid, progress=None))]
     #[allow(clippy::too_many_arguments)]
     fn from_arrow(
         py: Python<'_>,
@@ -210,6 +211,7 @@ impl PyReferralGraph {
         channel: Option<&str>,
         channel_required: bool,
         on_invalid: &str,
+        progress: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
         let names = ColumnNames {
             user_id,
@@ -219,11 +221,11 @@ impl PyReferralGraph {
             channel,
             channel_required,
         };
-        ingest(py, None, data, &names, on_invalid)
+        ingest(py, None, data, &names, on_invalid, progress)
     }
 
     /// A new graph with more users; this one is unchanged.
-    #[pyo3(signature = (data, *, user_id, referrer_id, joined_at, joined_at_required, channel, channel_required, on_invalid))]
+    #[pyo3(signature = (data, *, user_id, referrer_id, joined_at, joined_at_required, channel, channel_required, on_invalid, progress=None))]
     #[allow(clippy::too_many_arguments)]
     fn extend(
         &self,
@@ -236,6 +238,7 @@ impl PyReferralGraph {
         channel: Option<&str>,
         channel_required: bool,
         on_invalid: &str,
+        progress: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
         let names = ColumnNames {
             user_id,
@@ -245,7 +248,7 @@ impl PyReferralGraph {
             channel,
             channel_required,
         };
-        ingest(py, Some(&self.forest), data, &names, on_invalid)
+        ingest(py, Some(&self.forest), data, &names, on_invalid, progress)
     }
 
     #[getter]

@@ -91,7 +91,7 @@ impl PySocialGraph {
 impl PySocialGraph {
     /// Builds a graph from an edge table (see `referralgraph.SocialGraph`).
     #[staticmethod]
-    #[pyo3(signature = (data, *, src, dst, p_value, weighted_cascade, p_column, on_invalid))]
+    #[pyo3(signature = (data, *, src, dst, p_value, weighted_cascade, p_column, on_invalid, progress=None))]
     #[allow(clippy::too_many_arguments)]
     fn from_arrow(
         py: Python<'_>,
@@ -102,6 +102,7 @@ impl PySocialGraph {
         weighted_cascade: bool,
         p_column: Option<&str>,
         on_invalid: &str,
+        progress: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
         let mode = parse_on_invalid(on_invalid)?;
         let (s_col, d_col, p_col) = guard(|| {
@@ -162,7 +163,9 @@ impl PySocialGraph {
             dst_col: dst,
             p_col: p_column.unwrap_or("p"),
         };
-        let built = enter_core(py, || SocialGraph::build(&input, mode))?;
+        let built = enter_watched(py, progress, |p| {
+            SocialGraph::build_watched(&input, mode, p)
+        })?;
         Ok(PySocialGraph {
             g: Arc::new(built.graph),
             issues: Arc::new(built.issues),

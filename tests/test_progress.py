@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 
+import pyarrow as pa
 import pytest
 import referralgraph as rg
 
@@ -58,3 +59,32 @@ def test_ctrl_c_interrupts_a_long_call(social):
     assert time.perf_counter() - t < 5
     # The graph is intact and usable afterwards.
     assert social.spread([0], simulations=100).mean >= 1
+
+
+def test_graph_builds_report_their_passes_over_the_rows():
+    referrals, _ = rg.synthetic.program(1_000_000, seed=4)
+    calls: list[tuple[int, int]] = []
+    g = rg.ReferralGraph.from_arrow(referrals, progress=lambda d, t: calls.append((d, t)))
+    passes = 5  # index, referrers, numbering, cycle check, assembly
+    assert calls[-1] == (passes * referrals.num_rows,) * 2
+    assert all(0 <= d <= t for d, t in calls)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+    calls.clear()
+    new = pa.table({"user_id": [-1, -2], "referrer_id": [None, -1]})
+    assert g.extend(new, progress=lambda d, t: calls.append((d, t))).num_users == g.num_users + 2
+    assert calls[-1] == (passes * 2,) * 2
+
+    edges = rg.synthetic.social(100_000, seed=2)
+    calls.clear()
+    rg.SocialGraph.from_arrow(edges, progress=lambda d, t: calls.append((d, t)))
+    assert calls[-1] == (3 * edges.num_rows,) * 2  # rows, out-edges, in-edges
+
+
+def test_an_exception_in_the_callback_stops_a_graph_build():
+    referrals, _ = rg.synthetic.program(2_000_000, seed=5)
+
+    def boom(done: int, total: int) -> None:
+        raise RuntimeError("stop the build")
+
+    with pytest.raises(RuntimeError, match="stop the build"):
+        rg.ReferralGraph.from_arrow(referrals, progress=boom)

@@ -43,6 +43,7 @@ class ReferralGraph:
         channel: str | None,
         channel_required: bool,
         on_invalid: str,
+        progress: _ProgressFn | None = None,
     ) -> ReferralGraph: ...
     def extend(
         self,
@@ -55,6 +56,7 @@ class ReferralGraph:
         channel: str | None,
         channel_required: bool,
         on_invalid: str,
+        progress: _ProgressFn | None = None,
     ) -> ReferralGraph: ...
     @property
     def num_users(self) -> int: ...
@@ -170,6 +172,7 @@ class SocialGraph:
         weighted_cascade: bool,
         p_column: str | None,
         on_invalid: str,
+        progress: _ProgressFn | None = None,
     ) -> SocialGraph: ...
     @staticmethod
     def from_referral(

@@ -180,10 +180,11 @@ def _mode(on_invalid: str) -> Literal["raise", "drop"]:
 def _graph(path: Path, on_invalid: str = "raise") -> Any:
     from . import ReferralGraph, io
 
-    with step(f"building the graph from {path}"):
+    with step(f"building the graph from {path}") as progress:
         return ReferralGraph.from_arrow(
             io.reader(path, state.fmt),
             on_invalid=_mode(on_invalid),
+            progress=progress,
         )
 
 
@@ -359,12 +360,13 @@ def scores(
 def _social(edges: Path, src: str, dst: str, p: float | str) -> Any:
     from . import SocialGraph, io
 
-    with step(f"building the social graph from {edges}"):
+    with step(f"building the social graph from {edges}") as progress:
         return SocialGraph.from_arrow(
             io.reader(edges, state.fmt),
             src=src,
             dst=dst,
             p=p,
+            progress=progress,
         )
 
 

@@ -95,6 +95,7 @@ class ReferralGraph:
         joined_at: str | None = _JOINED_AT,
         channel: str | None = _CHANNEL,
         on_invalid: OnInvalid = "raise",
+        progress: ProgressFn | None = None,
     ) -> ReferralGraph:
         """Builds a graph from any Arrow-compatible referrals table.
 
@@ -110,11 +111,17 @@ class ReferralGraph:
         referrals (self-referrals; a cycle is broken at the member who joined
         last, ties by the larger id), reporting each in :attr:`issues`.
 
+        ``progress(done, total)`` is called about every 100 ms while the
+        build runs (its passes over the rows: index, referrers, numbering,
+        cycle check, assembly); Ctrl-C stops it with KeyboardInterrupt.
+
         Raises SchemaError, InvalidInputError, DuplicateUserError, CycleError.
         """
         args = _column_args(user_id, referrer_id, joined_at, channel)
         stream = as_stream(referrals, "referrals")
-        return cls._wrap(_core.ReferralGraph.from_arrow(stream, **args, on_invalid=on_invalid))
+        return cls._wrap(
+            _core.ReferralGraph.from_arrow(stream, **args, on_invalid=on_invalid, progress=progress)
+        )
 
     def extend(
         self,
@@ -125,15 +132,19 @@ class ReferralGraph:
         joined_at: str | None = _JOINED_AT,
         channel: str | None = _CHANNEL,
         on_invalid: OnInvalid = "raise",
+        progress: ProgressFn | None = None,
     ) -> ReferralGraph:
         """A new graph with the users of ``referrals`` added (this one is
         unchanged). New users may be referred by existing or new users; an id
         already in the graph is a DuplicateUserError. Existing users keep
         their indices; new ones follow in topological order (then per-user
-        passes go through a breadth-first layout built once, on first use)."""
+        passes go through a breadth-first layout built once, on first use).
+        ``progress`` as for :meth:`from_arrow`."""
         args = _column_args(user_id, referrer_id, joined_at, channel)
         stream = as_stream(referrals, "referrals")
-        return type(self)._wrap(self._g.extend(stream, **args, on_invalid=on_invalid))
+        return type(self)._wrap(
+            self._g.extend(stream, **args, on_invalid=on_invalid, progress=progress)
+        )
 
     def attribute(
         self,

@@ -104,6 +104,7 @@ class SocialGraph:
         dst: str = "dst",
         p: float | str = 0.01,
         on_invalid: OnInvalid = "raise",
+        progress: ProgressFn | None = None,
     ) -> SocialGraph:
         """Builds a graph from any Arrow-compatible edge table.
 
@@ -116,6 +117,10 @@ class SocialGraph:
         ``on_invalid="raise"``: a null id or a null, NaN or out-of-range p
         raises InvalidInputError naming the column and row; ``"drop"``
         leaves such rows out and lists them in :attr:`issues`.
+
+        ``progress(done, total)`` is called about every 100 ms while the
+        build runs (the rows, then the out- and in-edge sorts); Ctrl-C stops
+        it with KeyboardInterrupt.
         """
         kw: dict[str, Any] = {"p_value": None, "weighted_cascade": False, "p_column": None}
         if isinstance(p, str):
@@ -129,7 +134,9 @@ class SocialGraph:
             raise TypeError(f'p must be a float, "weighted_cascade" or a column name, not {p!r}')
         stream = as_stream(edges, "edges")
         return cls._wrap(
-            _core.SocialGraph.from_arrow(stream, src=src, dst=dst, on_invalid=on_invalid, **kw)
+            _core.SocialGraph.from_arrow(
+                stream, src=src, dst=dst, on_invalid=on_invalid, progress=progress, **kw
+            )
         )
 
     @classmethod

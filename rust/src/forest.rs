@@ -22,6 +22,7 @@ use crate::error::{Error, Issue, IssueKind, OnInvalid, Result};
 use crate::ids::{
     HashIndex, IdIndex, IdKind, IdRef, IdSlice, IdValues, KeyedSlots, UserIx, NO_USER,
 };
+use crate::progress::Progress;
 
 /// `joined_at` of a user without one (an implicit root, a null cell).
 pub const NULL_TS: i64 = i64::MIN;
@@ -313,7 +314,18 @@ impl Forest {
     /// Users are numbered breadth-first (roots, then each layer with every
     /// referrer's users together), so passes over the whole forest stream.
     pub fn build(input: &ReferralInput<'_>, on_invalid: OnInvalid) -> Result<Built> {
-        let built = build(input, on_invalid, None)?;
+        Self::build_watched(input, on_invalid, &Progress::new())
+    }
+
+    /// [`Forest::build`], reporting its passes to `progress` (each of
+    /// [`BUILD_PASSES`] counts one unit per row) and stopping between them
+    /// once it is cancelled.
+    pub fn build_watched(
+        input: &ReferralInput<'_>,
+        on_invalid: OnInvalid,
+        progress: &Progress,
+    ) -> Result<Built> {
+        let built = build(input, on_invalid, None, progress)?;
         Ok(Built {
             forest: built.forest.into_bfs_order(),
             issues: built.issues,
@@ -323,6 +335,16 @@ impl Forest {
     /// A new forest with the users of `input` added; the old one is unchanged.
     /// A new user may not repeat an existing id nor close a cycle.
     pub fn extend(&self, input: &ReferralInput<'_>, on_invalid: OnInvalid) -> Result<Built> {
+        self.extend_watched(input, on_invalid, &Progress::new())
+    }
+
+    /// [`Forest::extend`], reporting to `progress` as `build_watched` does.
+    pub fn extend_watched(
+        &self,
+        input: &ReferralInput<'_>,
+        on_invalid: OnInvalid,
+        progress: &Progress,
+    ) -> Result<Built> {
         if input.user.kind() != self.id_kind() {
             return Err(Error::Schema(format!(
                 "column {} holds {} ids but the graph's ids are {}",
@@ -331,7 +353,7 @@ impl Forest {
                 self.id_kind().name()
             )));
         }
-        build(input, on_invalid, Some(self))
+        build(input, on_invalid, Some(self), progress)
     }
 
     /// Assembles a forest from parts (used by `persist`), checking the
@@ -592,8 +614,20 @@ fn int_range(cols: &[(IdSlice<'_>, Option<&[bool]>)]) -> Option<(i64, i64)> {
     range
 }
 
-fn build(input: &ReferralInput<'_>, mode: OnInvalid, base: Option<&Forest>) -> Result<Built> {
+/// The passes of a build that report progress: the id index, the
+/// referrers' lookup, the breadth-first numbering, the cycle check and the
+/// assembly of the columns in the new order.
+pub const BUILD_PASSES: u64 = 5;
+
+fn build(
+    input: &ReferralInput<'_>,
+    mode: OnInvalid,
+    base: Option<&Forest>,
+    progress: &Progress,
+) -> Result<Built> {
     let n = input.len();
+    progress.start(BUILD_PASSES * n as u64);
+    let pass_done = || progress.advance(n as u64);
     if input.referrer.len() != n {
         return Err(Error::Schema(
             "referrer column length differs from user column".into(),
@@ -703,6 +737,8 @@ fn build(input: &ReferralInput<'_>, mode: OnInvalid, base: Option<&Forest>) -> R
         kept[r] = false;
     }
 
+    pass_done()?;
+
     // 3. Resolve referrers: read-only batched lookups, in parallel.
     let wanted = |r: usize| (kept[r] && referrer_ok(r)).then(|| referrer.get(r));
     let ref_in_base: Vec<u32> = match base {
@@ -746,6 +782,7 @@ fn build(input: &ReferralInput<'_>, mode: OnInvalid, base: Option<&Forest>) -> R
         })
         .collect();
     drop(ref_row);
+    pass_done()?;
 
     // 4. Referrers without a row become implicit roots, numbered n, n+1, ...
     //    in order of first appearance.
@@ -843,6 +880,8 @@ fn build(input: &ReferralInput<'_>, mode: OnInvalid, base: Option<&Forest>) -> R
         }
     };
 
+    pass_done()?;
+
     // 7. Rows never reached sit on or below a referral cycle.
     let reachable = kept.iter().filter(|&&k| k).count() + implicit.len();
     if order.len() < reachable {
@@ -894,6 +933,8 @@ fn build(input: &ReferralInput<'_>, mode: OnInvalid, base: Option<&Forest>) -> R
         }
         debug_assert_eq!(order.len(), reachable);
     }
+
+    pass_done()?;
 
     // 8. Number users in BFS order after the base's users and assemble.
     let base_n = base.map_or(0, |b| b.num_users());
@@ -1025,6 +1066,7 @@ fn build(input: &ReferralInput<'_>, mode: OnInvalid, base: Option<&Forest>) -> R
         .and_then(|b| b.joined_tz.clone())
         .or_else(|| input.joined_tz.map(String::from));
     problems.issues.sort_by_key(|i| i.row);
+    pass_done()?;
     Ok(Built {
         forest,
         issues: problems.issues,
@@ -1348,6 +1390,30 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn build_reports_every_pass_and_stops_once_cancelled() {
+        let users: Vec<i64> = (0..10_000).collect();
+        let refs: Vec<i64> = users.iter().map(|&u| u / 3).collect();
+        let valid: Vec<bool> = users.iter().map(|&u| u > 0).collect();
+        let input_of = input;
+        let input = input_of(&users, &refs, &valid);
+        let p = Progress::new();
+        let b = Forest::build_watched(&input, OnInvalid::Raise, &p).unwrap();
+        assert_eq!(p.get(), (BUILD_PASSES * 10_000, BUILD_PASSES * 10_000));
+        let more = [10_000i64, 10_001];
+        let (more_refs, ok) = ([5i64, 10_000], [true, true]);
+        let e = b
+            .forest
+            .extend_watched(&input_of(&more, &more_refs, &ok), OnInvalid::Raise, &p)
+            .unwrap();
+        assert_eq!(e.forest.num_users(), 10_002);
+        assert_eq!(p.get(), (BUILD_PASSES * 2, BUILD_PASSES * 2));
+        let cancelled = Progress::new();
+        cancelled.cancel();
+        let r = Forest::build_watched(&input, OnInvalid::Raise, &cancelled);
+        assert!(matches!(r, Err(Error::Interrupted)));
     }
 
     #[test]

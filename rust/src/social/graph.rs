@@ -16,6 +16,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Issue, IssueKind, OnInvalid, Result};
 use crate::forest::Forest;
 use crate::ids::{IdIndex, IdKind, IdRef, IdSlice, IdValues, UserIx, NO_USER};
+use crate::progress::Progress;
 
 /// How edge probabilities are given.
 #[derive(Debug, Clone, Copy)]
@@ -69,6 +70,11 @@ pub struct BuiltSocial {
     pub issues: Vec<Issue>,
 }
 
+/// Passes of a build that report progress (see `build_watched`).
+pub const SOCIAL_BUILD_PASSES: u64 = 3;
+/// Rows read between progress reports.
+const PROGRESS_ROWS: usize = 1 << 16;
+
 impl SocialGraph {
     /// Builds a graph from an edge table.
     ///
@@ -76,12 +82,24 @@ impl SocialGraph {
     /// out-of-[0, 1] probability (in `Drop` mode such rows are left out and
     /// reported); `Policy` for a constant p outside [0, 1].
     pub fn build(input: &EdgeInput<'_>, on_invalid: OnInvalid) -> Result<BuiltSocial> {
+        Self::build_watched(input, on_invalid, &Progress::new())
+    }
+
+    /// [`SocialGraph::build`], reporting to `progress`: one unit per row
+    /// in each of [`SOCIAL_BUILD_PASSES`] passes (reading the rows, sorting
+    /// the edges out of each node, and into it); stops once cancelled.
+    pub fn build_watched(
+        input: &EdgeInput<'_>,
+        on_invalid: OnInvalid,
+        progress: &Progress,
+    ) -> Result<BuiltSocial> {
         if let Prob::Constant(p) = input.p {
             if !(0.0..=1.0).contains(&p) {
                 return Err(Error::Policy(format!("p must be in [0, 1], not {p}")));
             }
         }
         let rows = input.src.len();
+        progress.start(SOCIAL_BUILD_PASSES * rows as u64);
         let mut issues = Vec::new();
         let mut ids = IdValues::new(input.src.kind());
         let range = int_range(&[input.src, input.dst]);
@@ -91,6 +109,9 @@ impl SocialGraph {
         let mut prob = Vec::with_capacity(rows);
         let mut self_loops = 0u64;
         for row in 0..rows {
+            if row % PROGRESS_ROWS == PROGRESS_ROWS - 1 {
+                progress.advance(PROGRESS_ROWS as u64)?;
+            }
             let s_ok = input.src_valid.is_none_or(|v| v[row]);
             let d_ok = input.dst_valid.is_none_or(|v| v[row]);
             if !s_ok || !d_ok {
@@ -141,10 +162,13 @@ impl SocialGraph {
             dst.push(d);
             prob.push(p as f32);
         }
+        progress.advance((rows % PROGRESS_ROWS) as u64)?;
         let n = ids.len();
         let (out_off, out_dst, out_p, duplicate_edges) = csr_dedup(n, &src, &dst, &prob);
         drop((src, dst, prob));
+        progress.advance(rows as u64)?;
         let mut g = SocialGraph::from_out_csr(ids, index, out_off, out_dst, out_p);
+        progress.advance(rows as u64)?;
         g.duplicate_edges = duplicate_edges;
         g.self_loops = self_loops;
         if matches!(input.p, Prob::WeightedCascade) {
