@@ -2,6 +2,7 @@
 //! `referralgraph_core::social`; this file reads columns, maps ids and
 //! releases the GIL.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -10,7 +11,7 @@ use arrow_array::{Array, ArrayRef, Float32Array, Float64Array, Int64Array, UInt3
 use arrow_schema::DataType;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBytes, PyDict};
 use pyo3_arrow::{PyArray, PyRecordBatchReader};
 use referralgraph_core::social::{
     self as core_social, bfs, hll, EdgeInput, ImmParams, Model, Prob, SocialGraph,
@@ -56,6 +57,14 @@ fn prob<'a>(
 }
 
 impl PySocialGraph {
+    /// A loaded graph (no rows were left out of it: no issues).
+    fn bare(g: SocialGraph) -> Self {
+        PySocialGraph {
+            g: Arc::new(g),
+            issues: Arc::new(Vec::new()),
+        }
+    }
+
     /// Node indices of `ids` (an Arrow array); an unknown or null id is an error naming it.
     fn indices(&self, ids: &ArrayRef, what: &str) -> PyResult<Vec<UserIx>> {
         let col = IdColumn::from_array(what, ids)?;
@@ -216,6 +225,32 @@ impl PySocialGraph {
             referralgraph_core::IdKind::Int => "int64",
             referralgraph_core::IdKind::Str => "string",
         }
+    }
+
+    /// Saves to a versioned, checksummed file (written atomically).
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        let g = self.g.clone();
+        enter_core(py, move || core_social::persist::save(&g, &path))
+    }
+
+    #[staticmethod]
+    fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let g = enter_core(py, move || core_social::persist::load(&path))?;
+        Ok(Self::bare(g))
+    }
+
+    /// The graph as bytes (the pickle payload): the file format.
+    fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let g = self.g.clone();
+        let bytes = enter_core(py, move || Ok(core_social::persist::to_bytes(&g)))?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    #[staticmethod]
+    fn from_bytes(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
+        // Immutable `bytes` held by the caller: read without the GIL or a copy.
+        let g = enter_core(py, move || core_social::persist::from_bytes(data))?;
+        Ok(Self::bare(g))
     }
 
     /// Heap bytes held by the graph.

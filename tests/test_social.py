@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import pickle
 import random
 from pathlib import Path
 
@@ -357,3 +358,45 @@ def test_synthetic_social_is_reproducible_and_heavy_tailed():
 def test_seeds_release_the_gil():
     sg = rg.SocialGraph.from_arrow(rg.synthetic.social(100_000, seed=1), p="weighted_cascade")
     assert_releases_the_gil(lambda: sg.seeds(20, epsilon=0.2))
+
+
+def test_save_load_and_pickle_keep_the_graph_and_its_answers(tmp_path):
+    edges = rg.synthetic.social(5_000, seed=3)
+    for p in (0.05, "weighted_cascade"):
+        sg = rg.SocialGraph.from_arrow(edges, p=p)
+        path = tmp_path / "g.rgs"
+        sg.save(path)
+        for h in (rg.SocialGraph.load(path), pickle.loads(pickle.dumps(sg))):
+            assert h.edges().equals(sg.edges())
+            assert h.user_ids().equals(sg.user_ids())
+            assert (h.duplicate_edges, h.self_loops) == (sg.duplicate_edges, sg.self_loops)
+            assert h.reach(k=2).equals(sg.reach(k=2))
+            assert h.seeds(5, seed=2, epsilon=0.5).equals(sg.seeds(5, seed=2, epsilon=0.5))
+            assert h.spread([0, 1], simulations=500, seed=1) == sg.spread(
+                [0, 1], simulations=500, seed=1
+            )
+        # Each edge once (the in-edges are rebuilt on load): ~20 bytes per edge.
+        assert len(sg.to_bytes()) < 24 * sg.num_edges + 32 * sg.num_nodes
+    by_name = rg.SocialGraph.from_arrow(pa.table({"src": ["a", "b"], "dst": ["b", "c"]}), p=1.0)
+    again = pickle.loads(pickle.dumps(by_name))
+    assert again.spread(["a"], simulations=10).mean == 3.0
+
+
+def test_a_corrupt_or_foreign_social_graph_file_is_invalid_input(tmp_path):
+    sg = sg_of([(0, 1), (1, 2)])
+    data = sg.to_bytes()
+    with pytest.raises(rg.InvalidInputError, match="truncated"):
+        rg.SocialGraph.from_bytes(data[: len(data) // 2])
+    flipped = bytearray(data)
+    flipped[-20] ^= 0xFF
+    with pytest.raises(rg.InvalidInputError, match="checksum"):
+        rg.SocialGraph.from_bytes(bytes(flipped))
+    referral = rg.ReferralGraph.from_arrow(pa.table({"user_id": [1], "referrer_id": [None]}))
+    with pytest.raises(rg.InvalidInputError, match="not a referralgraph social graph file"):
+        rg.SocialGraph.from_bytes(referral.to_bytes())
+    path = tmp_path / "g.rgs"
+    sg.save(path)
+    with pytest.raises(rg.InvalidInputError, match="not a referralgraph file"):
+        rg.ReferralGraph.load(path)
+    with pytest.raises(OSError):
+        rg.SocialGraph.load(tmp_path / "missing.rgs")

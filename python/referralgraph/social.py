@@ -23,6 +23,7 @@ h hops.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterable
 from typing import Any, Literal, NamedTuple
 
@@ -183,6 +184,29 @@ class SocialGraph:
     def issues(self) -> pa.Table:
         """Rows left out with ``on_invalid="drop"``: row, id, column, kind, message."""
         return self._g.issues()
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Writes a versioned, checksummed file (atomically): ids, their
+        index and the edges with their probabilities. The build's
+        :attr:`issues` are not saved."""
+        self._g.save(os.fspath(path))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> SocialGraph:
+        """Reads a file written by :meth:`save`; InvalidInputError if it is
+        truncated, corrupt or not a social graph file."""
+        return cls._wrap(_core.SocialGraph.load(os.fspath(path)))
+
+    def to_bytes(self) -> bytes:
+        """The saved-file bytes (also the pickle payload)."""
+        return self._g.to_bytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SocialGraph:
+        return cls._wrap(_core.SocialGraph.from_bytes(data))
+
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        return (SocialGraph.from_bytes, (self.to_bytes(),))
 
     def user_ids(self) -> pa.Array:
         """The ids of all users, in index order."""

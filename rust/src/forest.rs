@@ -368,9 +368,7 @@ impl Forest {
         joined_tz: Option<String>,
     ) -> std::result::Result<Forest, String> {
         let n = parent.len();
-        if ids.len() != n {
-            return Err(format!("{} ids for {} users", ids.len(), n));
-        }
+        crate::ids::check_parts(&ids, &index, n)?;
         if joined_at.as_ref().is_some_and(|j| j.len() != n) {
             return Err("joined_at length differs from the user count".into());
         }
@@ -383,14 +381,6 @@ impl Forest {
                 return Err("channel codes out of range".into());
             }
         }
-        if let IdValues::Str { offsets, data } = &ids {
-            if offsets.first() != Some(&0)
-                || offsets.windows(2).any(|w| w[0] > w[1])
-                || *offsets.last().unwrap_or(&0) as usize != data.len()
-            {
-                return Err("string id offsets are inconsistent".into());
-            }
-        }
         if let Some(u) = parent
             .par_iter()
             .enumerate()
@@ -400,14 +390,6 @@ impl Forest {
                 "user {u} has parent {}: not topological",
                 parent[u]
             ));
-        }
-        let bad_slot = |v: &u32| *v != NO_USER && *v as usize >= n;
-        let index_ok = match &index {
-            IdIndex::Dense { table, .. } => crate::par::all(table.len(), |i| !bad_slot(&table[i])),
-            IdIndex::Hash(h) => crate::par::all(h.slots().len(), |i| !bad_slot(&h.slots()[i])),
-        };
-        if !index_ok {
-            return Err("id index points past the last user".into());
         }
         let mut depth = vec![0u32; n];
         for u in 0..n {

@@ -221,6 +221,33 @@ impl IdValues {
     }
 }
 
+/// Checks ids and their index read from a file for `n` users: as many
+/// ids, consistent string offsets, no slot past the last user. (A
+/// checksum guards against damage; this keeps a crafted file from
+/// indexing out of bounds.)
+pub(crate) fn check_parts(ids: &IdValues, index: &IdIndex, n: usize) -> Result<(), String> {
+    if ids.len() != n {
+        return Err(format!("{} ids for {} users", ids.len(), n));
+    }
+    if let IdValues::Str { offsets, data } = ids {
+        if offsets.first() != Some(&0)
+            || offsets.windows(2).any(|w| w[0] > w[1])
+            || *offsets.last().unwrap_or(&0) as usize != data.len()
+        {
+            return Err("string id offsets are inconsistent".into());
+        }
+    }
+    let bad_slot = |v: u32| v != NO_USER && v as usize >= n;
+    let index_ok = match index {
+        IdIndex::Dense { table, .. } => crate::par::all(table.len(), |i| !bad_slot(table[i])),
+        IdIndex::Hash(h) => crate::par::all(h.slots().len(), |i| !bad_slot(h.slots()[i])),
+    };
+    if !index_ok {
+        return Err("id index points past the last user".into());
+    }
+    Ok(())
+}
+
 /// Slots per region: probing wraps inside a region of this size, so a
 /// region (256 KiB) can be filled by one thread while it sits in cache. The
 /// layout depends only on the table size, never on the thread count.

@@ -207,6 +207,65 @@ impl SocialGraph {
         ))
     }
 
+    /// Assembles a graph from its stored parts (see `social::persist`),
+    /// checking what every algorithm relies on: out-lists that cover the
+    /// edges in order, each sorted without repeats or self-loops, ends that
+    /// are users, probabilities in [0, 1]. The in-edges are rebuilt.
+    pub(crate) fn from_parts(
+        ids: IdValues,
+        index: IdIndex,
+        out_off: Vec<u64>,
+        out_dst: Vec<UserIx>,
+        out_p: Vec<f32>,
+        duplicate_edges: u64,
+        self_loops: u64,
+    ) -> std::result::Result<SocialGraph, String> {
+        let n = ids.len();
+        crate::ids::check_parts(&ids, &index, n)?;
+        let m = out_dst.len();
+        if out_off.len() != n + 1 || out_off[0] != 0 || out_off[n] != m as u64 {
+            return Err("edge offsets do not cover the edges".into());
+        }
+        if out_p.len() != m {
+            return Err("one probability per edge expected".into());
+        }
+        if !crate::par::all(n, |u| out_off[u] <= out_off[u + 1]) {
+            return Err("edge offsets decrease".into());
+        }
+        let list_ok = |u: usize| {
+            let l = &out_dst[out_off[u] as usize..out_off[u + 1] as usize];
+            l.iter().all(|&v| (v as usize) < n && v as usize != u)
+                && l.windows(2).all(|w| w[0] < w[1])
+        };
+        if !crate::par::all(n, list_ok) {
+            return Err(
+                "an edge list is unsorted, repeats an edge, loops or leaves the graph".into(),
+            );
+        }
+        if !crate::par::all(m, |e| (0.0..=1.0).contains(&out_p[e])) {
+            return Err("an edge probability is outside [0, 1]".into());
+        }
+        let mut g = SocialGraph::from_out_csr(ids, index, out_off, out_dst, out_p);
+        g.duplicate_edges = duplicate_edges;
+        g.self_loops = self_loops;
+        Ok(g)
+    }
+
+    /// The parts `from_parts` takes: ids, index, out-edge CSR with
+    /// probabilities, and the counts of merged and dropped rows.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn parts(&self) -> (&IdValues, &IdIndex, &[u64], &[UserIx], &[f32], u64, u64) {
+        (
+            &self.ids,
+            &self.index,
+            &self.out_off,
+            &self.out_dst,
+            &self.out_p,
+            self.duplicate_edges,
+            self.self_loops,
+        )
+    }
+
     fn from_out_csr(
         ids: IdValues,
         index: IdIndex,

@@ -7,6 +7,7 @@ pub mod generate;
 pub mod graph;
 pub mod hll;
 pub mod imm;
+pub mod persist;
 
 pub use cascade::{spread, Model, Spread};
 pub use graph::{BuiltSocial, EdgeInput, Prob, SocialGraph};
