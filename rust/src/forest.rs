@@ -288,11 +288,28 @@ impl Forest {
         self.index.get(id, |v| self.ids.get(v))
     }
 
-    /// Heap bytes held by the graph (ids, structure, index, attributes).
+    /// Heap bytes held by the graph (ids, structure, index, attributes),
+    /// the tables built on first use included (after a first attribution
+    /// on integer ids, chains and the keyed index add about 90 bytes per
+    /// user: see `chains` and `lookup_ints`).
     pub fn heap_bytes(&self) -> usize {
         self.ids.heap_bytes()
             + self.index.heap_bytes()
             + 4 * (self.parent.len() + self.depth.len())
+            + self
+                .up
+                .get()
+                .map_or(0, |u| u.len() * std::mem::size_of::<[UserIx; UP]>())
+            + self
+                .chains
+                .get()
+                .map_or(0, |c| c.len() * std::mem::size_of::<Chain>())
+            + self
+                .keyed
+                .get()
+                .and_then(Option::as_ref)
+                .map_or(0, KeyedSlots::heap_bytes)
+            + self.depth8.get().map_or(0, Vec::len)
             + self
                 .children_csr
                 .get()
@@ -1396,6 +1413,31 @@ mod tests {
         cancelled.cancel();
         let r = Forest::build_watched(&input, OnInvalid::Raise, &cancelled);
         assert!(matches!(r, Err(Error::Interrupted)));
+    }
+
+    #[test]
+    fn heap_bytes_count_the_tables_built_on_first_use() {
+        let users: Vec<i64> = (0..1000).map(|u| u * 7919).collect();
+        let refs: Vec<i64> = users.iter().map(|&u| (u / 7919 / 2) * 7919).collect();
+        let valid: Vec<bool> = (0..1000).map(|u| u > 0).collect();
+        let f = Forest::build(&input(&users, &refs, &valid), OnInvalid::Raise)
+            .unwrap()
+            .forest;
+        let before = f.heap_bytes();
+        f.chains();
+        let with_chains = f.heap_bytes();
+        assert_eq!(with_chains - before, 1000 * std::mem::size_of::<Chain>());
+        f.lookup_ints(&users, |_| true);
+        let keyed = f
+            .keyed
+            .get()
+            .unwrap()
+            .as_ref()
+            .map_or(0, KeyedSlots::heap_bytes);
+        assert!(keyed >= 16 * 1000, "ids spread wide: a hash index, keyed");
+        assert_eq!(f.heap_bytes() - with_chains, keyed);
+        f.depth_u8();
+        assert_eq!(f.heap_bytes() - with_chains - keyed, 1000);
     }
 
     #[test]

@@ -286,6 +286,9 @@ pub struct KeyedSlots {
 }
 
 impl KeyedSlots {
+    pub fn heap_bytes(&self) -> usize {
+        self.slots.len() * std::mem::size_of::<KeyedSlot>()
+    }
     fn new(h: &HashIndex, ids: &[i64]) -> Self {
         // The ids are read at random (slots are in hash order), so each is
         // fetched ahead.
