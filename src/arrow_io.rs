@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::StringBuilder;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampNanosecondType, UInt64Type};
 use arrow_array::{
@@ -399,19 +398,10 @@ pub fn gather_ids(ids: &IdValues, users: &[u32]) -> ArrayRef {
             });
             Arc::new(Int64Array::new(vals.into(), nulls))
         }
-        IdValues::Str { .. } => {
-            let mut b = StringBuilder::with_capacity(users.len(), users.len() * 8);
-            for &u in users {
-                match (u != NO_USER).then(|| ids.get(u)) {
-                    Some(referralgraph_core::IdRef::Str(s)) => {
-                        // Ids were valid UTF-8 when read.
-                        b.append_value(std::str::from_utf8(s).unwrap_or_default())
-                    }
-                    _ => b.append_null(),
-                }
-            }
-            Arc::new(b.finish())
-        }
+        IdValues::Str { .. } => match core::pool::run(|| ids.gather(users)) {
+            IdValues::Str { offsets, data } => str_array(offsets, data, nulls),
+            IdValues::Int(_) => unreachable!("string ids gather as strings"),
+        },
     }
 }
 

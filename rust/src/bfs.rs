@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use crate::attribution::ranges::SharedMut;
 use crate::forest::{assemble, Channels, Forest};
-use crate::ids::{prefetch, IdValues, UserIx, NO_USER};
+use crate::ids::{prefetch, UserIx, NO_USER};
 
 /// Users in BFS order (roots in index order, then layer by layer, each
 /// user's children together in index order).
@@ -78,36 +78,7 @@ impl Forest {
         }
         let BfsLayout { order, pos, parent } = layout(&self);
         let gather = |v: &[u32]| crate::par::gather_from(&order, v);
-        let ids = match &self.ids {
-            IdValues::Int(v) => IdValues::Int(crate::par::gather_from(&order, v)),
-            IdValues::Str { offsets, data } => {
-                let mut new_offsets = Vec::with_capacity(offsets.len());
-                new_offsets.push(0i64);
-                let mut at = 0i64;
-                for &u in &order {
-                    at += offsets[u as usize + 1] - offsets[u as usize];
-                    new_offsets.push(at);
-                }
-                let mut new_data = vec![0u8; data.len()];
-                let dst = SharedMut(new_data.as_mut_ptr());
-                order.par_iter().enumerate().for_each(|(i, &u)| {
-                    let src = &data[offsets[u as usize] as usize..offsets[u as usize + 1] as usize];
-                    // SAFETY: position i owns new_data[new_offsets[i]..new_offsets[i + 1]],
-                    // a prefix sum of the same lengths: disjoint and in bounds.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(
-                            src.as_ptr(),
-                            dst.ptr().add(new_offsets[i] as usize),
-                            src.len(),
-                        )
-                    };
-                });
-                IdValues::Str {
-                    offsets: new_offsets,
-                    data: new_data,
-                }
-            }
-        };
+        let ids = self.ids.gather(&order);
         let mut index = self.index;
         index.remap(&pos);
         let depth = gather(&self.depth);
