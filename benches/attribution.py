@@ -232,6 +232,16 @@ def numpy_attribute(
     return rows, int((total != 0).sum())
 
 
+def _as_strings(t: pa.Table, columns: list[str]) -> pa.Table:
+    """The id columns as strings: "u" + the number (nulls stay null)."""
+    import pyarrow.compute as pc
+
+    for c in columns:
+        as_str = pc.binary_join_element_wise("u", pc.cast(t[c], pa.string()), "")
+        t = t.set_column(t.schema.get_field_index(c), c, as_str)
+    return t
+
+
 def session_latency(
     g: rg.ReferralGraph, events: pa.Table, threads: int, calls: int
 ) -> tuple[float, float]:
@@ -286,6 +296,11 @@ def main() -> None:
         help="the Beibei group-buy records (../shared/data/beibei_groupbuy_*.txt) "
         "instead of a synthetic program",
     )
+    ap.add_argument(
+        "--string-ids",
+        action="store_true",
+        help="ids as strings ('u' + the number; numpy is left out): the same program",
+    )
     ap.add_argument("--save", metavar="FILE", help="also write the report to FILE (markdown)")
     args = ap.parse_args()
     with tee_stdout(args.save):
@@ -303,6 +318,11 @@ def run(args: argparse.Namespace) -> None:
         extra = {} if args.events_per_user is None else {"events_per_user": args.events_per_user}
         referrals, events = rg.synthetic.program(args.users, seed=0, **extra)
         head = f"{args.users:,} users, {events.num_rows:,} events, rates {RATES}"
+    if args.string_ids:
+        referrals = _as_strings(referrals, ["user_id", "referrer_id"])
+        events = _as_strings(events, ["user_id"])
+        args.peers = [p for p in args.peers if p != "numpy"]
+        head += ", string ids"
     print(f"{head}; medians of {args.repeats}\n")
     policy = rg.Policy(rates=RATES)
     g = rg.ReferralGraph.from_arrow(referrals)

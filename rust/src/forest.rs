@@ -968,30 +968,23 @@ fn build(
             p => depth_new[p as usize] + 1,
         };
     }
-    let new_ids = {
-        let mut v = IdValues::new(user.kind());
-        match &mut v {
-            IdValues::Int(out) => {
-                *out = crate::par::gather(
-                    &order,
-                    |r| {
-                        if r < n {
-                            user.prefetch(r)
-                        }
-                    },
-                    |r| match key_of_row(r as u32) {
-                        IdRef::Int(x) => x,
-                        IdRef::Str(_) => unreachable!("kinds checked"),
-                    },
-                )
-            }
-            _ => {
-                for &r in &order {
-                    v.push(key_of_row(r));
+    let new_ids = match user.kind() {
+        IdKind::Int => IdValues::Int(crate::par::gather(
+            &order,
+            |r| {
+                if r < n {
+                    user.prefetch(r)
                 }
-            }
-        }
-        v
+            },
+            |r| match key_of_row(r as u32) {
+                IdRef::Int(x) => x,
+                IdRef::Str(_) => unreachable!("kinds checked"),
+            },
+        )),
+        IdKind::Str => crate::ids::gather_strings(&order, |r| match key_of_row(r) {
+            IdRef::Str(s) => s,
+            IdRef::Int(_) => unreachable!("kinds checked"),
+        }),
     };
     let joined_new: Option<Vec<i64>> = input.joined_at.map(|(vals, valid)| {
         crate::par::gather(

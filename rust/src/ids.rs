@@ -212,10 +212,13 @@ impl IdValues {
                 },
                 |u| if u == NO_USER as usize { 0 } else { v[u] },
             )),
-            IdValues::Str { offsets, data } => {
-                let (offsets, data) = gather_strings(offsets, data, users);
-                IdValues::Str { offsets, data }
-            }
+            IdValues::Str { offsets, data } => gather_strings(users, |u| {
+                if u == NO_USER {
+                    &[]
+                } else {
+                    &data[offsets[u as usize] as usize..offsets[u as usize + 1] as usize]
+                }
+            }),
         }
     }
 
@@ -246,22 +249,18 @@ impl IdValues {
 /// Users per task in [`gather_strings`].
 const STR_CHUNK: usize = 1 << 14;
 
-/// The strings `offsets`/`data` of `users` (`NO_USER`: empty) as new
-/// offsets and bytes. Each chunk of users sums its lengths, a scan gives
-/// every chunk its start, then chunks write their offsets and copy their
-/// bytes into disjoint ranges in parallel.
-fn gather_strings(offsets: &[i64], data: &[u8], users: &[UserIx]) -> (Vec<i64>, Vec<u8>) {
+/// String ids `bytes_of(u)` for each of `items`, as new ids. Each chunk
+/// of items sums its lengths, a scan gives every chunk its start, then
+/// chunks write their offsets and copy their bytes into disjoint ranges in
+/// parallel (into memory sized once: no growth, no copy).
+pub(crate) fn gather_strings<'a>(
+    items: &[u32],
+    bytes_of: impl Fn(u32) -> &'a [u8] + Sync,
+) -> IdValues {
     use crate::attribution::ranges::SharedMut;
-    let len_of = |u: UserIx| -> i64 {
-        if u == NO_USER {
-            0
-        } else {
-            offsets[u as usize + 1] - offsets[u as usize]
-        }
-    };
-    let sums: Vec<i64> = users
+    let sums: Vec<i64> = items
         .par_chunks(STR_CHUNK)
-        .map(|c| c.iter().map(|&u| len_of(u)).sum())
+        .map(|c| c.iter().map(|&u| bytes_of(u).len() as i64).sum())
         .collect();
     let starts: Vec<i64> = sums
         .iter()
@@ -272,39 +271,27 @@ fn gather_strings(offsets: &[i64], data: &[u8], users: &[UserIx]) -> (Vec<i64>, 
         })
         .collect();
     let total = sums.iter().sum::<i64>() as usize;
-    let mut out_off = vec![0i64; users.len() + 1];
-    let mut out: Vec<u8> = Vec::with_capacity(total);
-    let dst = SharedMut(out.as_mut_ptr());
-    out_off[1..]
+    let mut offsets = vec![0i64; items.len() + 1];
+    let mut data: Vec<u8> = Vec::with_capacity(total);
+    let dst = SharedMut(data.as_mut_ptr());
+    offsets[1..]
         .par_chunks_mut(STR_CHUNK)
-        .zip(users.par_chunks(STR_CHUNK))
+        .zip(items.par_chunks(STR_CHUNK))
         .zip(starts.par_iter())
         .for_each(|((ends, chunk), &start)| {
-            let mut at = start;
+            let mut at = start as usize;
             for (end, &u) in ends.iter_mut().zip(chunk) {
-                if u != NO_USER {
-                    let (a, b) = (
-                        offsets[u as usize] as usize,
-                        offsets[u as usize + 1] as usize,
-                    );
-                    // SAFETY: this chunk owns out[start..start + its sum]
-                    // (the scan of the chunks' sums), within `total`; the
-                    // source range is a valid string of `data`.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(
-                            data.as_ptr().add(a),
-                            dst.ptr().add(at as usize),
-                            b - a,
-                        )
-                    };
-                }
-                at += len_of(u);
-                *end = at;
+                let b = bytes_of(u);
+                // SAFETY: this chunk owns data[start..start + its sum] (the
+                // scan of the chunks' sums), within `total`.
+                unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), dst.ptr().add(at), b.len()) };
+                at += b.len();
+                *end = at as i64;
             }
         });
     // SAFETY: the chunks wrote every byte of 0..total (their ranges tile it).
-    unsafe { out.set_len(total) };
-    (out_off, out)
+    unsafe { data.set_len(total) };
+    IdValues::Str { offsets, data }
 }
 
 /// Checks ids and their index read from a file for `n` users: as many
