@@ -102,8 +102,9 @@ where
     py.detach(|| guard(|| core::pool::run(f)))
 }
 
-/// Like `enter_core`, for work that holds Python objects (no GIL release,
-/// and so no parallel work: the pool's threads could not hold them).
+/// Like `enter_core`, for work that holds Python objects (no GIL release;
+/// the pool's threads could not hold them, so parallel passes inside wrap
+/// themselves in `core::pool::run`).
 pub(crate) fn guard<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
         Err(internal_err(format!(
