@@ -109,8 +109,9 @@ def test_a_forked_child_runs_every_parallel_path_after_the_parent_did(tmp_path: 
 
 def test_forks_while_another_thread_is_attributing() -> None:
     """A fork can land while a call (GIL released) runs on the pool and
-    allocates: the child must neither inherit the allocator's lock held nor
-    the pool's busy workers."""
+    allocates, or builds a graph's first-use tables (chains, keyed index):
+    the child must inherit neither the allocator's lock held, nor the pool's
+    busy workers, nor a table half-built (it builds its own)."""
     referrals, events = rg.synthetic.program(100_000, seed=2)
     g = rg.ReferralGraph.from_arrow(referrals)
     policy = rg.Policy(rates=[0.1, 0.05, 0.02])
@@ -118,14 +119,17 @@ def test_forks_while_another_thread_is_attributing() -> None:
     stop = threading.Event()
 
     def busy() -> None:
+        nonlocal g
         while not stop.is_set():
+            # A fresh graph each time: its first call builds the tables.
+            g = rg.ReferralGraph.from_arrow(referrals)
             g.attribute(events, policy)
 
     t = threading.Thread(target=busy)
     t.start()
     try:
-        for _ in range(6):
-            time.sleep(0.05)
+        for i in range(12):
+            time.sleep(0.013 * i)
             pid = os.fork()
             if pid == 0:  # the child: attribute once, report by exit code
                 ok = g.attribute(events, policy).stats == want

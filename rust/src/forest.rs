@@ -14,9 +14,9 @@
 //! Memory: ids + 16 bytes per user (parent, depth, child offset, child) + the
 //! id index (about 6.4 bytes per user hashed, 4 to 8 dense).
 
+use crate::once::ForkOnce;
 use rayon::prelude::*;
 use std::collections::HashMap;
-use std::sync::OnceLock;
 
 use crate::error::{Error, Issue, IssueKind, OnInvalid, Result};
 use crate::ids::{
@@ -121,18 +121,18 @@ pub struct Forest {
     pub(crate) parent: Vec<UserIx>,
     pub(crate) depth: Vec<u32>,
     /// The first `UP` ancestors of each user (string ids), built on first use.
-    pub(crate) up: OnceLock<Vec<[UserIx; UP]>>,
+    pub(crate) up: ForkOnce<Vec<[UserIx; UP]>>,
     /// Those ancestors with their ids (integer ids), built on first use.
-    pub(crate) chains: OnceLock<Vec<Chain>>,
+    pub(crate) chains: ForkOnce<Vec<Chain>>,
     /// The id index with keys in its slots (integer ids), built on first use.
-    pub(crate) keyed: OnceLock<Option<KeyedSlots>>,
+    pub(crate) keyed: ForkOnce<Option<KeyedSlots>>,
     /// min(depth, 255) per user, built on first use.
-    pub(crate) depth8: OnceLock<Vec<u8>>,
+    pub(crate) depth8: ForkOnce<Vec<u8>>,
     /// Children in CSR (offsets, children), built on first use.
-    pub(crate) children_csr: OnceLock<(Vec<u32>, Vec<UserIx>)>,
+    pub(crate) children_csr: ForkOnce<(Vec<u32>, Vec<UserIx>)>,
     /// Breadth-first numbering, built on first use when the users are
     /// not numbered breadth-first already (see `bfs.rs`).
-    pub(crate) bfs: OnceLock<crate::bfs::BfsLayout>,
+    pub(crate) bfs: ForkOnce<crate::bfs::BfsLayout>,
     /// The numbering is breadth-first: roots first, then children grouped
     /// by referrer in referrer order (true after `build`).
     pub(crate) bfs_ordered: bool,
@@ -438,12 +438,12 @@ pub(crate) fn assemble(
         index,
         parent,
         depth,
-        up: OnceLock::new(),
-        chains: OnceLock::new(),
-        keyed: OnceLock::new(),
-        depth8: OnceLock::new(),
-        children_csr: OnceLock::new(),
-        bfs: OnceLock::new(),
+        up: ForkOnce::new(),
+        chains: ForkOnce::new(),
+        keyed: ForkOnce::new(),
+        depth8: ForkOnce::new(),
+        children_csr: ForkOnce::new(),
+        bfs: ForkOnce::new(),
         bfs_ordered,
         joined_at,
         channels,

@@ -12,6 +12,7 @@ pub mod bfs;
 pub mod error;
 pub mod forest;
 pub mod ids;
+pub mod once;
 pub mod par;
 pub mod persist;
 pub mod pool;
