@@ -387,21 +387,10 @@ pub fn gather_ids(ids: &IdValues, users: &[u32]) -> ArrayRef {
     let nulls = users
         .contains(&NO_USER)
         .then(|| NullBuffer::from(users.iter().map(|&u| u != NO_USER).collect::<Vec<_>>()));
-    match ids {
-        IdValues::Int(v) => {
-            // Called with the GIL held: on this process's pool.
-            let vals: Vec<i64> = core::pool::run(|| {
-                users
-                    .par_iter()
-                    .map(|&u| if u == NO_USER { 0 } else { v[u as usize] })
-                    .collect()
-            });
-            Arc::new(Int64Array::new(vals.into(), nulls))
-        }
-        IdValues::Str { .. } => match core::pool::run(|| ids.gather(users)) {
-            IdValues::Str { offsets, data } => str_array(offsets, data, nulls),
-            IdValues::Int(_) => unreachable!("string ids gather as strings"),
-        },
+    // Called with the GIL held: the gather runs on this process's pool.
+    match core::pool::run(|| ids.gather(users)) {
+        IdValues::Int(vals) => Arc::new(Int64Array::new(vals.into(), nulls)),
+        IdValues::Str { offsets, data } => str_array(offsets, data, nulls),
     }
 }
 

@@ -80,7 +80,7 @@ def test_graph_builds_report_their_passes_over_the_rows():
     assert calls[-1] == (3 * edges.num_rows,) * 2  # rows, out-edges, in-edges
 
 
-def test_an_exception_in_the_callback_stops_a_graph_build():
+def test_an_exception_in_a_graph_builds_callback_is_raised():
     referrals, _ = rg.synthetic.program(2_000_000, seed=5)
 
     def boom(done: int, total: int) -> None:

@@ -196,7 +196,6 @@ impl IdValues {
         self.as_slice().get(ix as usize)
     }
 
-    /// Appends one id; the caller guarantees it is of this column's kind.
     /// The ids of `users` in that order (`NO_USER`: 0, or an empty
     /// string), in parallel. Strings are copied in two passes — their
     /// lengths into offsets, then the bytes into place — with no check:
@@ -222,6 +221,7 @@ impl IdValues {
         }
     }
 
+    /// Appends one id; the caller guarantees it is of this column's kind.
     pub fn push(&mut self, id: IdRef<'_>) {
         match (self, id) {
             (IdValues::Int(v), IdRef::Int(x)) => v.push(x),

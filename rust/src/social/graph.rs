@@ -45,11 +45,11 @@ pub struct EdgeInput<'a> {
 /// An immutable directed graph with per-edge probabilities.
 #[derive(Debug, Clone)]
 pub struct SocialGraph {
-    ids: IdValues,
-    index: IdIndex,
-    out_off: Vec<u64>,
-    out_dst: Vec<UserIx>,
-    out_p: Vec<f32>,
+    pub(crate) ids: IdValues,
+    pub(crate) index: IdIndex,
+    pub(crate) out_off: Vec<u64>,
+    pub(crate) out_dst: Vec<UserIx>,
+    pub(crate) out_p: Vec<f32>,
     in_off: Vec<u64>,
     in_src: Vec<UserIx>,
     in_p: Vec<f32>,
@@ -249,21 +249,6 @@ impl SocialGraph {
         g.duplicate_edges = duplicate_edges;
         g.self_loops = self_loops;
         Ok(g)
-    }
-
-    /// The parts `from_parts` takes: ids, index, out-edge CSR with
-    /// probabilities, and the counts of merged and dropped rows.
-    #[allow(clippy::type_complexity)]
-    pub(crate) fn parts(&self) -> (&IdValues, &IdIndex, &[u64], &[UserIx], &[f32], u64, u64) {
-        (
-            &self.ids,
-            &self.index,
-            &self.out_off,
-            &self.out_dst,
-            &self.out_p,
-            self.duplicate_edges,
-            self.self_loops,
-        )
     }
 
     fn from_out_csr(

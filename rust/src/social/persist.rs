@@ -19,17 +19,16 @@ const TAG_COUNTS: u32 = 23;
 
 /// The graph as bytes (the pickle payload and the file body).
 pub fn to_bytes(g: &SocialGraph) -> Vec<u8> {
-    let (ids, index, off, dst, p, duplicates, loops) = g.parts();
     let mut w = Writer::new(MAGIC, g.heap_bytes());
-    w.ids(ids, index);
+    w.ids(&g.ids, &g.index);
     w.u32(TAG_OUT_OFF);
-    w.array(off);
+    w.array(&g.out_off);
     w.u32(TAG_OUT_DST);
-    w.array(dst);
+    w.array(&g.out_dst);
     w.u32(TAG_OUT_P);
-    w.array(p);
+    w.array(&g.out_p);
     w.u32(TAG_COUNTS);
-    w.array(&[duplicates, loops]);
+    w.array(&[g.duplicate_edges, g.self_loops]);
     w.finish()
 }
 
@@ -178,11 +177,10 @@ mod tests {
     #[test]
     fn crafted_parts_are_refused() {
         let g = sample(false);
-        let (ids, index, off, dst, p, ..) = g.parts();
         let build = |off: Vec<u64>, dst: Vec<u32>, p: Vec<f32>| {
-            SocialGraph::from_parts(ids.clone(), index.clone(), off, dst, p, 0, 0)
+            SocialGraph::from_parts(g.ids.clone(), g.index.clone(), off, dst, p, 0, 0)
         };
-        let (off, dst, p) = (off.to_vec(), dst.to_vec(), p.to_vec());
+        let (off, dst, p) = (g.out_off.clone(), g.out_dst.clone(), g.out_p.clone());
         assert!(build(off.clone(), dst.clone(), p.clone()).is_ok());
         let mut bad = dst.clone();
         bad[0] = 99;
