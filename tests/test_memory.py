@@ -65,3 +65,34 @@ def test_kept_blocks_expire_while_the_process_does_other_things() -> None:
     assert int(kept) >= 4 << 20 and int(still) > 0
     assert int(after) == 0
     assert 5 < float(waited) < 13  # the 10 s decay, not at once, not never
+
+
+def test_a_forked_child_gives_its_kept_blocks_back_while_idle() -> None:
+    """A forked worker (gunicorn --preload, Celery prefork) that attributes
+    and then sits idle returns what it keeps: it starts its own reaper with
+    its worker pool (the parent's reaper thread is not in the child)."""
+    code = (
+        "import os, time, referralgraph as rg\n"
+        "r, e = rg.synthetic.program(200_000, seed=3)\n"
+        "g = rg.ReferralGraph.from_arrow(r)\n"
+        "policy = rg.Policy(rates=[0.1, 0.05])\n"
+        "g.attribute(e, policy)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    res = g.attribute(e, policy)\n"
+        "    del res\n"
+        "    t0 = time.monotonic()\n"
+        "    kept = rg.cached_memory()\n"
+        "    while rg.cached_memory() and time.monotonic() - t0 < 30:\n"
+        "        time.sleep(0.1)\n"
+        "    print(kept, rg.cached_memory(), time.monotonic() - t0, flush=True)\n"
+        "    os._exit(0)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "assert status == 0, status\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    kept, after, waited = out.stdout.split()
+    assert int(kept) >= 4 << 20
+    assert int(after) == 0
+    assert float(waited) < 13  # within the 10 s decay, not never

@@ -12,8 +12,9 @@
 //! as jemalloc's decay does; beyond that up to half the RAM for at most
 //! 1 s, so the next call of a loop over large inputs finds its memory) and
 //! reused by the next request of the same class. A reaper thread
-//! (`start_reaper`) gives blocks back when they expire, whether or not the
-//! process calls the allocator again. A request that finds none takes the
+//! (`start_reaper`; a forked child starts its own with its worker pool)
+//! gives blocks back when they expire, whether or not the process calls
+//! the allocator again. A request that finds none takes the
 //! kept block nearest in size and resizes it with `mremap` (the kernel
 //! moves its pages: no copy, no fault), so kept blocks neither pile up nor
 //! go cold (they still count in the peak until reused); growing Vecs move
@@ -27,7 +28,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::UnsafeCell;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
 /// Blocks of at least this many bytes are 2 MB-aligned and advised.
 const HUGE: usize = 4 << 20;
@@ -252,8 +253,18 @@ struct Limits {
 }
 
 /// The thread that gives expired blocks back when nothing else calls the
-/// allocator (see [`start_reaper`]).
-static REAPER: std::sync::OnceLock<Option<std::thread::Thread>> = std::sync::OnceLock::new();
+/// allocator, and the process it runs in (see [`start_reaper`]); null
+/// until started. A forked child inherits its parent's, whose thread it
+/// does not have: waking that one is harmless (a futex nobody waits on).
+static REAPER: AtomicPtr<Reaper> = AtomicPtr::new(std::ptr::null_mut());
+/// Set while a thread starts a reaper (cleared in a forked child, where
+/// that thread does not exist).
+static STARTING: AtomicBool = AtomicBool::new(false);
+
+struct Reaper {
+    pid: u32,
+    thread: std::thread::Thread,
+}
 
 /// Mappings taken out of the cache, unmapped after the lock is dropped
 /// (unmapping takes a while).
@@ -437,11 +448,15 @@ pub fn fork_handlers() {
         extern "C" fn after() {
             CACHE.release();
         }
+        extern "C" fn after_in_child() {
+            STARTING.store(false, Ordering::Relaxed);
+            CACHE.release();
+        }
         static ONCE: std::sync::Once = std::sync::Once::new();
         // SAFETY: the handlers neither allocate nor take other locks. A
         // failure (ENOMEM) leaves forking as unsafe as it was.
         ONCE.call_once(|| unsafe {
-            libc::pthread_atfork(Some(prepare), Some(after), Some(after));
+            libc::pthread_atfork(Some(prepare), Some(after), Some(after_in_child));
         });
     }
 }
@@ -504,10 +519,43 @@ pub fn cached_bytes() -> usize {
 /// they expire. Without it, blocks expire only when the allocator is next
 /// called for a large block, so a process that goes on to other work (or
 /// sleeps) would hold them. Idle, the thread is parked; it wakes when a
-/// block is kept and when the oldest one expires. A forked child has no
-/// reaper: its blocks expire on its own allocator calls, as before.
+/// block is kept and when the oldest one expires.
 pub fn start_reaper() {
-    REAPER.get_or_init(|| {
+    ensure_reaper(true);
+}
+
+/// Starts this process's reaper if an ancestor process started one: a
+/// forked child (a gunicorn or Celery worker) inherits the parent's kept
+/// blocks but not its reaper thread, and would hold what it keeps for as
+/// long as it sits idle. Called when a process builds its worker pool
+/// (`pool::pool`), i.e. on its first parallel call; a no-op otherwise.
+pub fn restart_reaper_after_fork() {
+    ensure_reaper(false);
+}
+
+/// Whether this process has a reaper thread of its own.
+pub fn has_reaper() -> bool {
+    // SAFETY: a non-null REAPER points to a leaked `Reaper`, never freed.
+    unsafe { REAPER.load(Ordering::Acquire).as_ref() }.is_some_and(|r| r.pid == std::process::id())
+}
+
+fn ensure_reaper(first: bool) {
+    let pid = std::process::id();
+    // SAFETY: a non-null REAPER points to a leaked `Reaper`.
+    match unsafe { REAPER.load(Ordering::Acquire).as_ref() } {
+        Some(r) if r.pid == pid => return,
+        None if !first => return,
+        _ => {}
+    }
+    // One starter at a time; a caller that loses the race goes on (the
+    // winner's reaper serves the whole process).
+    if STARTING
+        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        return;
+    }
+    if !has_reaper() {
         let spawned = std::thread::Builder::new()
             .name("referralgraph-reaper".into())
             .spawn(|| loop {
@@ -523,8 +571,17 @@ pub fn start_reaper() {
                 }
             });
         // No thread (resource limits): blocks expire on allocator calls.
-        spawned.ok().map(|handle| handle.thread().clone())
-    });
+        if let Ok(handle) = spawned {
+            let r = Box::new(Reaper {
+                pid,
+                thread: handle.thread().clone(),
+            });
+            // The one replaced (a parent's) stays leaked: a few bytes per
+            // fork generation.
+            REAPER.store(Box::into_raw(r), Ordering::Release);
+        }
+    }
+    STARTING.store(false, Ordering::Release);
 }
 
 // SAFETY: every kept-size block (see `is_kept`, a function of the layout,
@@ -579,10 +636,11 @@ unsafe impl GlobalAlloc for HugePageAlloc {
                 c.decay(now, l.base, &mut out);
                 c.keep(Kept { at_ns: now, ..k }, l.burst, &mut out);
             }
-            if let Some(Some(t)) = REAPER.get() {
+            // SAFETY: a non-null REAPER points to a leaked `Reaper`.
+            if let Some(r) = unsafe { REAPER.load(Ordering::Acquire).as_ref() } {
                 // The reaper may be parked with nothing kept: wake it to
                 // time this block's expiry. (No allocation: a futex wake.)
-                t.unpark();
+                r.thread.unpark();
             }
         }
         out.free();
@@ -783,6 +841,37 @@ mod tests {
         STOP.store(true, Ordering::Relaxed);
         holder.join().unwrap();
         forks.unwrap();
+    }
+
+    #[test]
+    fn a_forked_child_starts_its_own_reaper_with_its_pool() {
+        fork_handlers();
+        start_reaper();
+        assert!(has_reaper());
+        // The child inherits the parent's reaper record but not its thread;
+        // its first parallel call (building its pool) starts its own.
+        crate::pool::in_forked_child(|| {
+            let before = has_reaper();
+            crate::pool::pool();
+            // The thread names itself once it runs: look for a while.
+            let named = || {
+                std::fs::read_dir("/proc/self/task").is_ok_and(|tasks| {
+                    tasks.flatten().any(|t| {
+                        std::fs::read_to_string(t.path().join("comm"))
+                            .is_ok_and(|c| c.trim() == "referralgraph-r")
+                    })
+                })
+            };
+            let named = (0..200).any(|_| {
+                named() || {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    false
+                }
+            });
+            !before && has_reaper() && named
+        })
+        .unwrap();
+        assert!(has_reaper(), "the parent keeps its own");
     }
 
     #[test]

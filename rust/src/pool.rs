@@ -39,6 +39,9 @@ pub fn pool() -> &'static ThreadPool {
             return &owned.pool;
         }
     }
+    // A new process (or the first call): a forked child also needs its own
+    // allocator reaper, as it needs its own pool.
+    crate::alloc::restart_reaper_after_fork();
     let fresh = Box::into_raw(Box::new(Owned { pid, pool: build() }));
     match POOL.compare_exchange(cur, fresh, Ordering::AcqRel, Ordering::Acquire) {
         // SAFETY: `fresh` is now POOL's, leaked for good; the one it
