@@ -33,6 +33,7 @@ impl From<PyCoreErr> for PyErr {
             }),
             core::Error::Policy(_) => PolicyError::new_err(msg),
             core::Error::Interrupted => pyo3::exceptions::PyKeyboardInterrupt::new_err(msg),
+            core::Error::Memory(_) => pyo3::exceptions::PyMemoryError::new_err(msg),
             core::Error::Io(io) => PyOSError::new_err(io.to_string()),
         }
     }

@@ -24,6 +24,13 @@ fn cached_memory() -> usize {
     referralgraph_core::alloc::cached_bytes()
 }
 
+/// Bytes this process can still take (the kernel's MemAvailable, lowered
+/// by a cgroup limit); None where the system does not say.
+#[pyfunction]
+fn available_memory() -> Option<u64> {
+    referralgraph_core::sysmem::available_bytes()
+}
+
 mod arrow_io;
 mod attribution;
 mod errors;
@@ -56,6 +63,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(graph::_panic_for_test, m)?)?;
     m.add_function(wrap_pyfunction!(release_memory, m)?)?;
     m.add_function(wrap_pyfunction!(cached_memory, m)?)?;
+    m.add_function(wrap_pyfunction!(available_memory, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

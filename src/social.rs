@@ -292,7 +292,7 @@ impl PySocialGraph {
     }
 
     /// Per user: user_id, reach_1..reach_k; method "exact", "hll" or "auto".
-    /// Returns (table, method used).
+    /// Returns (table, method used, precision used: None for exact).
     #[pyo3(signature = (k, method, precision, progress=None))]
     fn reach(
         &self,
@@ -301,7 +301,7 @@ impl PySocialGraph {
         method: &str,
         precision: u32,
         progress: Option<Py<PyAny>>,
-    ) -> PyResult<(Py<PyAny>, &'static str)> {
+    ) -> PyResult<(Py<PyAny>, &'static str, Option<u32>)> {
         let exact = match method {
             "exact" => true,
             "hll" => false,
@@ -319,6 +319,19 @@ impl PySocialGraph {
                 hll::MAX_PRECISION
             )));
         }
+        // Counters that cannot fit are refused (or, for "auto", made
+        // smaller) before any is allocated, not left to the OOM killer.
+        let precision = if exact {
+            precision
+        } else {
+            hll::fitting_precision(
+                self.g.num_nodes(),
+                precision,
+                referralgraph_core::sysmem::available_bytes(),
+                method == "auto",
+            )
+            .map_err(|e| PyErr::from(crate::errors::PyCoreErr(e)))?
+        };
         let g = self.g.clone();
         let cols: Vec<ArrayRef> = if exact {
             enter_watched(py, progress, move |p| bfs::reach_exact(&g, k, p))?
@@ -336,7 +349,11 @@ impl PySocialGraph {
         for (name, c) in names.iter().zip(cols) {
             out.push((name, c));
         }
-        Ok((to_pyarrow(py, out)?, if exact { "exact" } else { "hll" }))
+        Ok(if exact {
+            (to_pyarrow(py, out)?, "exact", None)
+        } else {
+            (to_pyarrow(py, out)?, "hll", Some(precision))
+        })
     }
 
     /// Monte Carlo spread of `seeds` (an Arrow array of ids): (mean, stderr).

@@ -437,3 +437,20 @@ def test_demo_prints_every_section_and_writes_the_report(tmp_path, capsys):
         assert section in out
     assert "graph:             20,000 users" in out
     assert report.exists() and "<svg" in report.read_text()
+
+
+@pytest.mark.skipif(rg.available_memory() is None, reason="the system does not say")
+def test_hll_reach_too_large_for_memory_is_refused_with_a_message(tmp_path, capsys):
+    n = (rg.available_memory() or 0) // (
+        2 << 16
+    ) + 1000  # 2 * users * 2^16 bytes: more than there is
+    users = pa.array(range(n), pa.int64())
+    pq.write_table(
+        pa.table({"src": users, "dst": pa.array([(i + 1) % n for i in range(n)])}),
+        tmp_path / "e.parquet",
+    )
+    args = ["--edges", tmp_path / "e.parquet", "-k", "2", "--method", "hll", "--precision", "16"]
+    assert run("reach", *args, "-o", tmp_path / "r.parquet") == EXIT_INPUT
+    err = capsys.readouterr().err
+    assert "MemoryError: HyperLogLog reach at precision 16 needs" in err
+    assert not (tmp_path / "r.parquet").exists()

@@ -171,7 +171,23 @@ def test_auto_method_picks_exact_on_small_graphs():
     sg = sg_of(random_graph(100, 300, 1))
     t = sg.reach(k=3, method="auto")
     assert t.schema.metadata[b"method"] == b"exact"
+    assert b"precision" not in t.schema.metadata
     assert t.column("reach_3").type == pa.uint32()
+    h = sg.reach(k=2, method="hll", precision=7)
+    assert h.schema.metadata == {b"method": b"hll", b"precision": b"7"}
+
+
+@pytest.mark.skipif(rg.available_memory() is None, reason="the system does not say")
+def test_hll_counters_that_cannot_fit_raise_before_allocating():
+    # Enough users that 2 * users * 2^16 bytes exceeds the memory available.
+    avail = rg.available_memory()
+    assert avail is not None and avail > 0
+    n = avail // (2 << 16) + 1000
+    edges = pa.table({"src": np.arange(n), "dst": (np.arange(n) + 1) % n})
+    sg = rg.SocialGraph.from_arrow(edges, p=0.1)
+    with pytest.raises(MemoryError, match=r"precision 16 needs .* GiB for .* users") as e:
+        sg.reach(2, method="hll", precision=16)
+    assert "lower the precision (" in str(e.value)
 
 
 # ---------------------------------------------------------------- spread

@@ -7,7 +7,7 @@ Arrow tables in and out.
 import logging
 
 from . import synthetic
-from ._core import __version__, cached_memory, release_memory
+from ._core import __version__, available_memory, cached_memory, release_memory
 from .attribution import AttributionResult, Session
 from .exceptions import (
     CycleError,
@@ -39,6 +39,7 @@ __all__ = [
     "SocialGraph",
     "Spread",
     "__version__",
+    "available_memory",
     "cached_memory",
     "geometric",
     "release_memory",

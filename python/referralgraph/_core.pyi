@@ -12,6 +12,7 @@ __all__ = [
     "__version__",
     "_panic_for_test",
     "attribute",
+    "available_memory",
     "cached_memory",
     "cap_sorted",
     "channels",
@@ -93,6 +94,7 @@ def synthetic_program(
 def _panic_for_test() -> None: ...
 def release_memory() -> int: ...
 def cached_memory() -> int: ...
+def available_memory() -> int | None: ...
 
 @final
 class Session:
@@ -201,7 +203,7 @@ class SocialGraph:
     def edges(self) -> pa.Table: ...
     def reach(
         self, k: int, method: str, precision: int, progress: _ProgressFn | None = None
-    ) -> tuple[pa.Table, str]: ...
+    ) -> tuple[pa.Table, str, int | None]: ...
     def spread(
         self,
         seeds: Any,

@@ -534,6 +534,9 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_INTERNAL
         _error(f"{type(e).__name__}: {e}")
         return EXIT_INPUT
+    except MemoryError as e:  # work refused before it allocates (HLL counters)
+        _error(f"MemoryError: {e}")
+        return EXIT_INPUT
     except (OSError, TypeError, ValueError) as e:
         # Missing files, unreadable formats, bad arguments to the API.
         _error(f"{type(e).__name__}: {e}".splitlines()[0])

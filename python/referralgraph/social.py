@@ -232,15 +232,23 @@ class SocialGraph:
         HyperLogLog counter of 2^precision registers per user, float64
         estimates with relative standard error about 1.04 / sqrt(2^precision)
         (3.3% at precision 10), memory 2 · num_nodes · 2^precision bytes
-        (2 GiB for 1M users at precision 10). ``"auto"``: exact for k = 1,
-        for up to 100,000 users, and for k = 2 when the BFS would scan at
-        most 2 · 10^9 edges; HyperLogLog otherwise. The method used is in
-        the schema metadata (``b"method"``).
+        (2 GiB for 1M users at precision 10); when that is more than the
+        memory available (the container's cgroup limit counts) it raises
+        ``MemoryError`` before allocating, naming a precision that fits.
+        ``"auto"``: exact for k = 1, for up to 100,000 users, and for k = 2
+        when the BFS would scan at most 2 · 10^9 edges; HyperLogLog
+        otherwise, at the largest precision up to ``precision`` whose
+        counters take at most half the memory available. The method used
+        is in the schema metadata (``b"method"``), and for HyperLogLog the
+        precision used (``b"precision"``).
         """
         if k < 1:
             raise ValueError(f"k must be >= 1, not {k}")
-        table, used = self._g.reach(k, method, precision, progress)
-        return table.replace_schema_metadata({b"method": used.encode()})
+        table, used, used_precision = self._g.reach(k, method, precision, progress)
+        meta = {b"method": used.encode()}
+        if used_precision is not None:
+            meta[b"precision"] = str(used_precision).encode()
+        return table.replace_schema_metadata(meta)
 
     def spread(
         self,

@@ -48,6 +48,9 @@ pub enum Error {
     /// The operation was interrupted (Ctrl-C).
     #[error("interrupted")]
     Interrupted,
+    /// The work would need more memory than the process has available.
+    #[error("{0}")]
+    Memory(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }

@@ -23,6 +23,7 @@ pub mod rng;
 pub mod scores;
 pub mod social;
 pub mod synthetic;
+pub mod sysmem;
 
 pub use error::{Error, Issue, IssueKind, OnInvalid, Result};
 pub use forest::{Built, Channels, Forest, ReferralInput, StrColumn, NO_CHANNEL, NULL_TS};

@@ -13,7 +13,7 @@
 use rayon::prelude::*;
 
 use super::graph::SocialGraph;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ids::mix64;
 use crate::progress::Progress;
 
@@ -24,6 +24,49 @@ pub const MAX_PRECISION: u32 = 16;
 /// Bytes the counters of `n` users take at `precision`.
 pub fn memory_bytes(n: usize, precision: u32) -> u128 {
     2 * n as u128 * (1u128 << precision)
+}
+
+/// The precision to run at for `n` users, given `available` bytes
+/// (`None`: unknown, nothing is checked). Asked for (`lower` false): the
+/// precision itself, or `Memory` when its counters would not fit. Chosen by
+/// "auto" (`lower` true): the largest precision up to the one asked for
+/// whose counters take at most half the memory available, so the rest of
+/// the process keeps room; `Memory` when not even the smallest does.
+pub fn fitting_precision(
+    n: usize,
+    precision: u32,
+    available: Option<u64>,
+    lower: bool,
+) -> Result<u32> {
+    let Some(available) = available else {
+        return Ok(precision);
+    };
+    let budget = if lower { available / 2 } else { available };
+    let fits = |p: u32| memory_bytes(n, p) <= budget as u128;
+    let best = (MIN_PRECISION..=precision).rev().find(|&p| fits(p));
+    match best {
+        Some(p) if p == precision || lower => Ok(p),
+        _ => {
+            let hint = match best {
+                Some(p) => format!(
+                    "lower the precision ({p} needs {}) or use method=\"exact\"",
+                    gib(memory_bytes(n, p))
+                ),
+                None => "use method=\"exact\"".to_string(),
+            };
+            Err(Error::Memory(format!(
+                "HyperLogLog reach at precision {precision} needs {} for {n} users \
+                 (2 * users * 2^precision bytes), more than {} of the {} available: {hint}",
+                gib(memory_bytes(n, precision)),
+                if lower { "half" } else { "all" },
+                gib(available as u128),
+            )))
+        }
+    }
+}
+
+fn gib(bytes: u128) -> String {
+    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
 }
 
 /// `columns[j][u]`: estimated users within j + 1 hops of u (u excluded).
@@ -130,6 +173,30 @@ impl Estimator {
 mod tests {
     use super::*;
     use crate::social::bfs::reach_exact;
+
+    #[test]
+    fn precision_is_kept_refused_or_lowered_to_fit_the_memory() {
+        let n = 1_000_000;
+        // 2 GiB at precision 10, 1 GiB at 9.
+        assert_eq!(memory_bytes(n, 10), 2 * n as u128 * 1024);
+        let gb = |x: u64| x << 30;
+        assert_eq!(fitting_precision(n, 10, None, false).unwrap(), 10);
+        assert_eq!(fitting_precision(n, 10, Some(gb(3)), false).unwrap(), 10);
+        let err = fitting_precision(n, 10, Some(gb(1) + 5), false).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, Error::Memory(_)));
+        assert!(
+            msg.contains("precision 10 needs 1.9 GiB for 1000000 users"),
+            "{msg}"
+        );
+        assert!(msg.contains("9 needs 1.0 GiB"), "{msg}");
+        // auto: at most half the memory available.
+        assert_eq!(fitting_precision(n, 10, Some(gb(5)), true).unwrap(), 10);
+        assert_eq!(fitting_precision(n, 10, Some(gb(3)), true).unwrap(), 9);
+        assert_eq!(fitting_precision(n, 12, Some(gb(1)), true).unwrap(), 8);
+        let none = fitting_precision(n, 10, Some(1 << 20), true).unwrap_err();
+        assert!(none.to_string().ends_with("use method=\"exact\""), "{none}");
+    }
     use crate::social::graph::tests::graph;
     use crate::social::graph::Prob;
 
