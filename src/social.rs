@@ -428,6 +428,7 @@ impl PySocialGraph {
             model,
             max_hops,
             candidates,
+            memory_limit: None,
         };
         let g = self.g.clone();
         let r = enter_watched(py, progress, move |p| core_social::imm(&g, &params, p))?;

@@ -301,7 +301,11 @@ class SocialGraph:
         user. The schema metadata under :data:`SEEDS_METADATA_KEY` holds
         JSON stats: ``rr_sets`` (theta), ``sampling_rr_sets``, ``rr_bytes``
         (RR sets and inverted index held at the peak), ``lower_bound``;
-        :func:`seeds_stats` reads it.
+        :func:`seeds_stats` reads it. A batch of RR sets that would take more
+        than a third of the memory available (they are held twice while
+        merged, and indexed) stops with ``MemoryError``, which says how
+        many sets were needed and how large they were: raise ``epsilon``,
+        set ``max_hops`` or lower the probabilities.
 
         Long calls (``reach``, ``spread``, ``seeds``) release the GIL, call
         ``progress(done, total)`` about every 100 ms (units: users, cascades,

@@ -24,6 +24,7 @@
 //! lazy max-heap whose gains are kept exact by decrements.
 
 use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -31,7 +32,7 @@ use rayon::prelude::*;
 use super::cascade::{coin, next_success, Model};
 use super::graph::SocialGraph;
 use crate::attribution::ranges::SharedMut;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ids::UserIx;
 use crate::progress::Progress;
 use crate::rng::Rng;
@@ -47,6 +48,10 @@ pub struct ImmParams {
     pub max_hops: Option<u32>,
     /// Users allowed as seeds (None: all).
     pub candidates: Option<Vec<UserIx>>,
+    /// Bytes a batch of new RR sets may take (None: a third of the memory
+    /// available when the batch starts, as the batch is held twice while
+    /// it is merged and the inverted index is about its size again).
+    pub memory_limit: Option<u64>,
 }
 
 /// The chosen seeds and how they were found.
@@ -132,6 +137,14 @@ fn generate(
     const CHUNK: u64 = 1024;
     let n = g.num_nodes();
     let stream_seed = p.seed ^ phase.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    // A batch that would not fit stops early with an error instead of
+    // growing until the OOM killer ends the process.
+    let limit = p
+        .memory_limit
+        .or_else(|| crate::sysmem::available_bytes().map(|a| a / 3))
+        .unwrap_or(u64::MAX);
+    let used = AtomicU64::new(0);
+    let over = AtomicBool::new(false);
     let chunks: Vec<(Vec<u32>, Vec<UserIx>)> = (from / CHUNK..to.div_ceil(CHUNK))
         .into_par_iter()
         .map_init(
@@ -140,7 +153,7 @@ fn generate(
                 let (a, b) = ((c * CHUNK).max(from), ((c + 1) * CHUNK).min(to));
                 let mut lens = Vec::with_capacity((b - a) as usize);
                 let mut nodes = Vec::new();
-                if progress.is_cancelled() {
+                if progress.is_cancelled() || over.load(Ordering::Relaxed) {
                     return (lens, nodes);
                 }
                 for i in a..b {
@@ -149,12 +162,32 @@ fn generate(
                     rr_set(g, p, lt_scale, &mut rng, w, &mut nodes);
                     lens.push((nodes.len() - before) as u32);
                 }
+                let bytes = (nodes.len() * 4 + lens.len() * 8) as u64;
+                if used.fetch_add(bytes, Ordering::Relaxed) + bytes > limit {
+                    over.store(true, Ordering::Relaxed);
+                }
                 let _ = progress.advance(b - a);
                 (lens, nodes)
             },
         )
         .collect();
     progress.check()?;
+    if over.load(Ordering::Relaxed) {
+        let (sets, users) = chunks
+            .iter()
+            .fold((0usize, 0usize), |(s, u), c| (s + c.0.len(), u + c.1.len()));
+        return Err(Error::Memory(format!(
+            "IMM's reverse-reachable sets would take more than {:.1} GiB (a third of the \
+             memory available, as they are held twice while merged and indexed once): \
+             {} sets of {} needed so far, {:.0} users each on average; raise epsilon (now {}), \
+             set max_hops, or use smaller probabilities",
+            limit as f64 / (1u64 << 30) as f64,
+            sets,
+            to - from,
+            users as f64 / sets.max(1) as f64,
+            p.epsilon,
+        )));
+    }
     let extra: usize = chunks.iter().map(|c| c.1.len()).sum();
     rr.nodes.reserve(extra);
     rr.offsets.reserve((to - from) as usize);
@@ -487,7 +520,28 @@ mod tests {
             model: Model::IndependentCascade,
             max_hops: None,
             candidates: None,
+            memory_limit: None,
         }
+    }
+
+    #[test]
+    fn rr_sets_beyond_the_memory_limit_stop_with_an_error() {
+        let g = stars();
+        let ok = imm(&g, &params(2), &Progress::new()).unwrap();
+        let tight = ImmParams {
+            memory_limit: Some(4 << 10),
+            ..params(2)
+        };
+        let err = imm(&g, &tight, &Progress::new()).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, Error::Memory(_)), "{err:?}");
+        assert!(msg.contains("raise epsilon (now 0.2)"), "{msg}");
+        // A limit the sets fit in changes nothing.
+        let roomy = ImmParams {
+            memory_limit: Some(ok.rr_bytes * 4),
+            ..params(2)
+        };
+        assert_eq!(imm(&g, &roomy, &Progress::new()).unwrap().seeds, ok.seeds);
     }
 
     /// Two stars (hubs 0 and 100) and a chain; p = 1.
