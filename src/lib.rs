@@ -42,6 +42,10 @@ mod synthetic;
 
 #[pymodule(gil_used = false)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // In a container, the cache is sized from its memory limit, not the host's RAM.
+    if let Some(limit) = referralgraph_core::sysmem::cgroup_limit() {
+        referralgraph_core::alloc::limit_memory_to(limit);
+    }
     // Kept blocks must expire even if the process stops calling us.
     referralgraph_core::alloc::start_reaper();
     // A fork must not leave the allocator's lock held in the child.

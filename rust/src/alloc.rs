@@ -8,7 +8,8 @@
 //! reporting) and then costs 1-2 ms per MB to touch again: measured here,
 //! an attribution call after three idle seconds took 0.84 s instead of
 //! 0.26 s. So blocks from 256 KB up are private mappings in size classes;
-//! freed ones are kept (up to 1/8 of RAM, at most 4 GiB, for at most 10 s,
+//! freed ones are kept (up to 1/8 of RAM — of the cgroup's limit in a
+//! container, see `limit_memory_to` — at most 4 GiB, for at most 10 s,
 //! as jemalloc's decay does; beyond that up to half the RAM for at most
 //! 1 s, so the next call of a loop over large inputs finds its memory) and
 //! reused by the next request of the same class. A reaper thread
@@ -245,6 +246,32 @@ impl Drop for Held {
 /// environment on first use), and at most for `BURST_DECAY_NS`.
 static BASE: AtomicUsize = AtomicUsize::new(usize::MAX);
 static BURST: AtomicUsize = AtomicUsize::new(usize::MAX);
+/// The memory the process may use at most, when less than the machine's
+/// RAM (a container's cgroup limit): the cache's limits are fractions of
+/// it. Set by [`limit_memory_to`].
+static RAM_CAP: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// Sizes the cache's limits from `bytes` instead of the machine's RAM when
+/// that is less: call it with the process's cgroup limit
+/// (`sysmem::cgroup_limit`) before the allocator is busy. In a container
+/// limited to 4 GiB on a 64 GiB host, a cache sized from the host (8 GiB
+/// kept for 10 s, up to 32 GiB for 1 s) would hold the memory the next
+/// allocation needs, and the container would be OOM-killed.
+pub fn limit_memory_to(bytes: u64) {
+    RAM_CAP.store(
+        usize::try_from(bytes).unwrap_or(usize::MAX),
+        Ordering::Relaxed,
+    );
+    // Recomputed from the cap on next use.
+    BASE.store(usize::MAX, Ordering::Relaxed);
+}
+
+/// The cache's limits as (base, burst) bytes: blocks kept for up to 10 s,
+/// and for up to 1 s.
+pub fn cache_limits() -> (usize, usize) {
+    let l = limits();
+    (l.base, l.burst)
+}
 
 #[derive(Clone, Copy)]
 struct Limits {
@@ -323,7 +350,9 @@ fn limits() -> Limits {
                 libc::sysconf(libc::_SC_PAGESIZE),
             )
         };
-        let ram = (pages.max(0) as usize).saturating_mul(page.max(0) as usize);
+        let ram = (pages.max(0) as usize)
+            .saturating_mul(page.max(0) as usize)
+            .min(RAM_CAP.load(Ordering::Relaxed));
         // A call at 10M users frees ~8 GB of ledger; the next call of a
         // loop would fault all of it in afresh (2-3 s against 1.3 s
         // measured). The burst above the base is given back after a second.
@@ -841,6 +870,19 @@ mod tests {
         STOP.store(true, Ordering::Relaxed);
         holder.join().unwrap();
         forks.unwrap();
+    }
+
+    #[test]
+    fn a_memory_cap_below_the_ram_sizes_the_cache() {
+        // In a child: the cap is process-wide state.
+        crate::pool::in_forked_child(|| {
+            let (base, burst) = cache_limits();
+            limit_memory_to(64 << 20);
+            let capped = cache_limits();
+            limit_memory_to(u64::MAX);
+            capped == (8 << 20, 32 << 20) && cache_limits() == (base, burst)
+        })
+        .unwrap();
     }
 
     #[test]

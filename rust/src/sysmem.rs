@@ -33,14 +33,32 @@ fn mem_available(meminfo: &str) -> Option<u64> {
     kb.checked_mul(1024)
 }
 
+/// The memory limit of this process's cgroup (the least over it and its
+/// ancestors: a container's limit), `None` where none is set.
+pub fn cgroup_limit() -> Option<u64> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    cgroup_levels(&own, Path::new("/sys/fs/cgroup"))
+        .into_iter()
+        .map(|(limit, _)| limit)
+        .min()
+}
+
 /// The least headroom (limit − usage) over the memory cgroups a
 /// `/proc/self/cgroup` text names and their ancestors, under `root` (the
-/// cgroup mount): v2 (`memory.max`, `memory.current`) or v1 (the
-/// `memory` hierarchy). `None` where no level sets a limit. A path that
-/// does not exist under the mount (a container's namespaced view) leaves
-/// the mount's own files, which are then the container's.
+/// cgroup mount); `None` where no level sets a limit.
 fn cgroup_headroom(own: &str, root: &Path) -> Option<u64> {
-    let mut least: Option<u64> = None;
+    cgroup_levels(own, root)
+        .into_iter()
+        .map(|(limit, usage)| limit.saturating_sub(usage))
+        .min()
+}
+
+/// (limit, usage) of every level that sets a limit: v2 (`memory.max`,
+/// `memory.current`) or v1 (the `memory` hierarchy). A path that does not
+/// exist under the mount (a container's namespaced view) leaves the
+/// mount's own files, which are then the container's.
+fn cgroup_levels(own: &str, root: &Path) -> Vec<(u64, u64)> {
+    let mut levels = Vec::new();
     for line in own.lines() {
         let mut parts = line.splitn(3, ':');
         let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
@@ -61,12 +79,11 @@ fn cgroup_headroom(own: &str, root: &Path) -> Option<u64> {
         for dir in ancestors(&base, path) {
             // "max" (v2, no limit) does not parse: that level is skipped.
             if let (Some(l), Some(u)) = (read_u64(&dir.join(limit)), read_u64(&dir.join(usage))) {
-                let room = l.saturating_sub(u);
-                least = Some(least.map_or(room, |x| x.min(room)));
+                levels.push((l, u));
             }
         }
     }
-    least
+    levels
 }
 
 /// `base/path`, then each parent up to `base` itself.
@@ -112,6 +129,8 @@ mod tests {
         write("svc/job/memory.max", "max\n");
         write("svc/job/memory.current", "1000\n");
         assert_eq!(cgroup_headroom("0::/svc/job\n", &root), Some(3 << 30));
+        let limits = |own: &str| cgroup_levels(own, &root).into_iter().map(|l| l.0).min();
+        assert_eq!(limits("0::/svc/job\n"), Some(8 << 30));
         // v1: the memory hierarchy, usage above the limit counts as none.
         write("memory/pod/memory.limit_in_bytes", "1000\n");
         write("memory/pod/memory.usage_in_bytes", "1500\n");
