@@ -177,6 +177,15 @@ def test_auto_method_picks_exact_on_small_graphs():
     assert h.schema.metadata == {b"method": b"hll", b"precision": b"7"}
 
 
+def test_auto_method_picks_hll_on_large_graphs_at_a_precision_that_fits():
+    n = 150_000  # above auto's 100,000-user exact limit, k = 3
+    edges = pa.table({"src": np.arange(n), "dst": (np.arange(n) * 7 + 1) % n})
+    t = rg.SocialGraph.from_arrow(edges, p=0.1).reach(k=3, method="auto", precision=6)
+    assert t.schema.metadata == {b"method": b"hll", b"precision": b"6"}
+    # Every user reaches exactly 3 others within 3 hops on this ring.
+    assert abs(float(np.mean(t.column("reach_3"))) - 3) < 0.5
+
+
 @pytest.mark.skipif(rg.available_memory() is None, reason="the system does not say")
 def test_hll_counters_that_cannot_fit_raise_before_allocating():
     # Enough users that 2 * users * 2^16 bytes exceeds the memory available.
