@@ -534,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_INTERNAL
         _error(f"{type(e).__name__}: {e}")
         return EXIT_INPUT
-    except MemoryError as e:  # work refused before it would not fit (HLL, RR sets)
+    except MemoryError as e:  # work refused because it would not fit (HLL, RR sets, ledger)
         _error(f"MemoryError: {e}")
         return EXIT_INPUT
     except (OSError, TypeError, ValueError) as e:

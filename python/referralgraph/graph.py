@@ -177,7 +177,12 @@ class ReferralGraph:
         100 ms while the GIL is released; Ctrl-C stops the call with
         KeyboardInterrupt.
 
-        Raises SchemaError, InvalidInputError (strict mode), PolicyError.
+        Raises SchemaError, InvalidInputError (strict mode), PolicyError;
+        MemoryError when the ledger's columns alone would need more than the
+        memory available (checked before the walk writes them, or as it
+        goes when qualification decides the rows), instead of the process
+        being OOM-killed: attribute fewer events per call, or use
+        :func:`referralgraph.dask.attribute`.
         """
         if not isinstance(policy, Policy):
             raise PolicyError(f"policy must be a referralgraph.Policy, not {type(policy).__name__}")

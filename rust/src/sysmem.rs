@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 /// Bytes available to this process, `None` where the system does not say
 /// (not Linux).
 pub fn available_bytes() -> Option<u64> {
+    #[cfg(test)]
+    if let Some(pretend) = PRETEND.with(|p| p.get()) {
+        return pretend;
+    }
     let host = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|s| mem_available(&s));
@@ -18,6 +22,21 @@ pub fn available_bytes() -> Option<u64> {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    static PRETEND: std::cell::Cell<Option<Option<u64>>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with [`available_bytes`] answering `bytes` on this thread
+/// (tests of the checks that refuse work that would not fit).
+#[cfg(test)]
+pub(crate) fn pretend_available<R>(bytes: Option<u64>, f: impl FnOnce() -> R) -> R {
+    PRETEND.with(|p| p.set(Some(bytes)));
+    let out = f();
+    PRETEND.with(|p| p.set(None));
+    out
 }
 
 /// `MemAvailable` of a `/proc/meminfo` text, in bytes.

@@ -17,7 +17,7 @@
 //!
 //! O(m log m + m·D) time; memory: the ledger plus a few arrays per user.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use rayon::prelude::*;
@@ -691,6 +691,7 @@ fn walk<T: Money>(
     let m = prep.ev.amount.len();
     let levels = policy.levels();
     let nchunks = m.div_ceil(CHUNK);
+    let room = LedgerRoom::new::<T>(m, levels);
     let eligible_rows =
         |c: usize| (c * CHUNK..((c + 1) * CHUNK).min(m)).filter(|&r| eligible.get(forest, prep, r));
     let rows_of = |c: usize| -> Vec<usize> { eligible_rows(c).collect() };
@@ -727,6 +728,7 @@ fn walk<T: Money>(
             at[c + 1] = at[c] + counts[c].0;
         }
         let total = at[nchunks];
+        room.check(total as u64, false)?;
         // Integer ids: the walk writes the output columns too.
         let wide_in = match (prep.ev.buyer, forest.chains(), forest.ids()) {
             (IdSlice::Int(keys), Some(chains), IdValues::Int(ids)) => Some((keys, chains, ids)),
@@ -864,6 +866,9 @@ fn walk<T: Money>(
             events,
         });
     }
+    // Rows are known only once walked: a running count stops the walk
+    // once the ledger surely cannot fit.
+    let written = AtomicU64::new(0);
     let chunks: Vec<Result<(Ledger<T>, T, usize)>> = (0..nchunks)
         .into_par_iter()
         .map(|c| {
@@ -871,6 +876,8 @@ fn walk<T: Money>(
             let mut out = Ledger::default();
             let rows = rows_of(c);
             let forfeited = walk_rows(forest, prep, policy, qual, &rows, &mut out)?;
+            let n = out.len() as u64;
+            room.check(written.fetch_add(n, Ordering::Relaxed) + n, true)?;
             Ok((out, forfeited, rows.len()))
         })
         .collect();
@@ -894,6 +901,57 @@ fn walk<T: Money>(
         ranged: None,
         events,
     })
+}
+
+/// Whether a ledger of so many rows fits in the memory available. Checked
+/// only when the largest ledger the events could give (every event paying
+/// every level) is large: a small call never reads the system's figures.
+struct LedgerRoom {
+    /// Bytes of one row's output columns (a lower bound of what a row
+    /// costs: intermediates come on top).
+    row_bytes: u64,
+    /// `None`: no check (a small call, or the system does not say).
+    available: Option<u64>,
+}
+
+impl LedgerRoom {
+    fn new<T>(events: usize, levels: usize) -> Self {
+        // event_id, buyer_id, beneficiary_id, rate (8 B each), level (1 B),
+        // amount and credit.
+        let row_bytes = 33 + 2 * std::mem::size_of::<T>() as u64;
+        const QUERY_ABOVE: u64 = if cfg!(test) { 0 } else { 256 << 20 };
+        let most = (events as u64)
+            .saturating_mul(levels as u64)
+            .saturating_mul(row_bytes);
+        LedgerRoom {
+            row_bytes,
+            available: (most > QUERY_ABOVE)
+                .then(crate::sysmem::available_bytes)
+                .flatten(),
+        }
+    }
+
+    /// `Memory` when `rows` (`so_far`: rows written before the walk ends)
+    /// need more than the memory available.
+    fn check(&self, rows: u64, so_far: bool) -> Result<()> {
+        let Some(available) = self.available else {
+            return Ok(());
+        };
+        let need = rows.saturating_mul(self.row_bytes);
+        if need <= available {
+            return Ok(());
+        }
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        Err(Error::Memory(format!(
+            "the ledger would have {}{rows} rows, {:.1} GiB for its columns alone, more than \
+             the {:.1} GiB available: attribute fewer events per call \
+             (referralgraph.dask.attribute splits them and keeps caps, first-N and \
+             qualification exact)",
+            if so_far { "more than " } else { "" },
+            gib(need),
+            gib(available),
+        )))
+    }
 }
 
 /// Per chunk of rows: (ledger rows, eligible events), an event paying
@@ -1223,6 +1281,41 @@ mod tests {
         let ev = crate::scores::tests::events(&buyers, &amounts);
         let got = attribute(&f, &ev, &purchased, OnInvalid::Raise).unwrap();
         assert!(got.ledger.wide.is_none());
+    }
+
+    #[test]
+    fn a_ledger_that_cannot_fit_is_refused_before_or_while_walking() {
+        let mut rng = Rng::new(3, 0);
+        let (users, f) = deep_forest(3_000, &mut rng);
+        let buyers: Vec<i64> = (0..20_000)
+            .map(|_| users[rng.below(users.len() as u64) as usize])
+            .collect();
+        let amounts: Vec<i64> = (0..20_000).map(|_| rng.below(1_000) as i64 + 1).collect();
+        let ev = crate::scores::tests::events(&buyers, &amounts);
+        let rates = [0.1, 0.05, 0.02, 0.01, 0.01];
+        for q in [Qualify::Always, Qualify::Purchased] {
+            let policy = Policy::new(&rates, None, None, q, false, None).unwrap();
+            let ok = attribute(&f, &ev, &policy, OnInvalid::Raise).unwrap();
+            // 49 bytes per row of output columns (int64 amounts).
+            let need = ok.ledger.len() as u64 * 49;
+            assert!(need > 1 << 20);
+            let err = crate::sysmem::pretend_available(Some(1 << 20), || {
+                attribute(&f, &ev, &policy, OnInvalid::Raise).unwrap_err()
+            });
+            assert!(matches!(err, Error::Memory(_)), "{err:?}");
+            let msg = err.to_string();
+            assert!(
+                msg.contains("rows,") && msg.contains("GiB available"),
+                "{msg}"
+            );
+            // Exactly enough room, or no figure from the system: no check fails.
+            for room in [Some(need), None] {
+                let again = crate::sysmem::pretend_available(room, || {
+                    attribute(&f, &ev, &policy, OnInvalid::Raise).unwrap()
+                });
+                assert_eq!(again.totals, ok.totals);
+            }
+        }
     }
 
     #[test]
