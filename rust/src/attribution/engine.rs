@@ -873,6 +873,8 @@ fn walk<T: Money>(
         .into_par_iter()
         .map(|c| {
             advance(c)?;
+            // Once the count is over, the chunks left stop at once.
+            room.check(written.load(Ordering::Relaxed), true)?;
             let mut out = Ledger::default();
             let rows = rows_of(c);
             let forfeited = walk_rows(forest, prep, policy, qual, &rows, &mut out)?;
