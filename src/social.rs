@@ -428,7 +428,6 @@ impl PySocialGraph {
             model,
             max_hops,
             candidates,
-            memory_limit: None,
         };
         let g = self.g.clone();
         let r = enter_watched(py, progress, move |p| core_social::imm(&g, &params, p))?;

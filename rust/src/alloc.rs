@@ -266,13 +266,6 @@ pub fn limit_memory_to(bytes: u64) {
     BASE.store(usize::MAX, Ordering::Relaxed);
 }
 
-/// The cache's limits as (base, burst) bytes: blocks kept for up to 10 s,
-/// and for up to 1 s.
-pub fn cache_limits() -> (usize, usize) {
-    let l = limits();
-    (l.base, l.burst)
-}
-
 #[derive(Clone, Copy)]
 struct Limits {
     base: usize,
@@ -569,12 +562,8 @@ pub fn has_reaper() -> bool {
 }
 
 fn ensure_reaper(first: bool) {
-    let pid = std::process::id();
-    // SAFETY: a non-null REAPER points to a leaked `Reaper`.
-    match unsafe { REAPER.load(Ordering::Acquire).as_ref() } {
-        Some(r) if r.pid == pid => return,
-        None if !first => return,
-        _ => {}
+    if has_reaper() || (!first && REAPER.load(Ordering::Acquire).is_null()) {
+        return;
     }
     // One starter at a time; a caller that loses the race goes on (the
     // winner's reaper serves the whole process).
@@ -602,7 +591,7 @@ fn ensure_reaper(first: bool) {
         // No thread (resource limits): blocks expire on allocator calls.
         if let Ok(handle) = spawned {
             let r = Box::new(Reaper {
-                pid,
+                pid: std::process::id(),
                 thread: handle.thread().clone(),
             });
             // The one replaced (a parent's) stays leaked: a few bytes per
@@ -875,12 +864,16 @@ mod tests {
     #[test]
     fn a_memory_cap_below_the_ram_sizes_the_cache() {
         // In a child: the cap is process-wide state.
+        let both = || {
+            let l = limits();
+            (l.base, l.burst)
+        };
         crate::pool::in_forked_child(|| {
-            let (base, burst) = cache_limits();
+            let ram = both();
             limit_memory_to(64 << 20);
-            let capped = cache_limits();
+            let capped = both();
             limit_memory_to(u64::MAX);
-            capped == (8 << 20, 32 << 20) && cache_limits() == (base, burst)
+            capped == (8 << 20, 32 << 20) && both() == ram
         })
         .unwrap();
     }

@@ -39,6 +39,11 @@ pub(crate) fn pretend_available<R>(bytes: Option<u64>, f: impl FnOnce() -> R) ->
     out
 }
 
+/// `bytes` as GiB with one decimal, for messages ("1.9 GiB").
+pub fn gib(bytes: u128) -> String {
+    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+}
+
 /// `MemAvailable` of a `/proc/meminfo` text, in bytes.
 fn mem_available(meminfo: &str) -> Option<u64> {
     let kb = meminfo

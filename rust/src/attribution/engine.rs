@@ -943,10 +943,10 @@ impl LedgerRoom {
         if need <= available {
             return Ok(());
         }
-        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        let gib = |b: u64| crate::sysmem::gib(b as u128);
         Err(Error::Memory(format!(
-            "the ledger would have {}{rows} rows, {:.1} GiB for its columns alone, more than \
-             the {:.1} GiB available: attribute fewer events per call \
+            "the ledger would have {}{rows} rows, {} for its columns alone, more than \
+             the {} available: attribute fewer events per call \
              (referralgraph.dask.attribute splits them and keeps caps, first-N and \
              qualification exact)",
             if so_far { "more than " } else { "" },

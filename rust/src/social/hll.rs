@@ -16,6 +16,7 @@ use super::graph::SocialGraph;
 use crate::error::{Error, Result};
 use crate::ids::mix64;
 use crate::progress::Progress;
+use crate::sysmem::gib;
 
 /// Smallest and largest supported precision (16 to 65,536 registers).
 pub const MIN_PRECISION: u32 = 4;
@@ -63,10 +64,6 @@ pub fn fitting_precision(
             )))
         }
     }
-}
-
-fn gib(bytes: u128) -> String {
-    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
 }
 
 /// `columns[j][u]`: estimated users within j + 1 hops of u (u excluded).
@@ -173,6 +170,8 @@ impl Estimator {
 mod tests {
     use super::*;
     use crate::social::bfs::reach_exact;
+    use crate::social::graph::tests::graph;
+    use crate::social::graph::Prob;
 
     #[test]
     fn precision_is_kept_refused_or_lowered_to_fit_the_memory() {
@@ -197,8 +196,6 @@ mod tests {
         let none = fitting_precision(n, 10, Some(1 << 20), true).unwrap_err();
         assert!(none.to_string().ends_with("use method=\"exact\""), "{none}");
     }
-    use crate::social::graph::tests::graph;
-    use crate::social::graph::Prob;
 
     #[test]
     fn counter_of_many_users_estimates_their_number() {

@@ -48,10 +48,6 @@ pub struct ImmParams {
     pub max_hops: Option<u32>,
     /// Users allowed as seeds (None: all).
     pub candidates: Option<Vec<UserIx>>,
-    /// Bytes a batch of new RR sets may take (None: a third of the memory
-    /// available when the batch starts, as the batch is held twice while
-    /// it is merged and the inverted index is about its size again).
-    pub memory_limit: Option<u64>,
 }
 
 /// The chosen seeds and how they were found.
@@ -138,11 +134,10 @@ fn generate(
     let n = g.num_nodes();
     let stream_seed = p.seed ^ phase.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     // A batch that would not fit stops early with an error instead of
-    // growing until the OOM killer ends the process.
-    let limit = p
-        .memory_limit
-        .or_else(|| crate::sysmem::available_bytes().map(|a| a / 3))
-        .unwrap_or(u64::MAX);
+    // growing until the OOM killer ends the process: it may take a third
+    // of the memory available, as it is held twice while merged and the
+    // inverted index is about its size again.
+    let limit = crate::sysmem::available_bytes().map_or(u64::MAX, |a| a / 3);
     let used = AtomicU64::new(0);
     let over = AtomicBool::new(false);
     let chunks: Vec<(Vec<u32>, Vec<UserIx>)> = (from / CHUNK..to.div_ceil(CHUNK))
@@ -177,11 +172,11 @@ fn generate(
             .iter()
             .fold((0usize, 0usize), |(s, u), c| (s + c.0.len(), u + c.1.len()));
         return Err(Error::Memory(format!(
-            "IMM's reverse-reachable sets would take more than {:.1} GiB (a third of the \
+            "IMM's reverse-reachable sets would take more than {} (a third of the \
              memory available, as they are held twice while merged and indexed once): \
              {} sets of {} needed so far, {:.0} users each on average; raise epsilon (now {}), \
              set max_hops, or use smaller probabilities",
-            limit as f64 / (1u64 << 30) as f64,
+            crate::sysmem::gib(limit as u128),
             sets,
             to - from,
             users as f64 / sets.max(1) as f64,
@@ -520,7 +515,6 @@ mod tests {
             model: Model::IndependentCascade,
             max_hops: None,
             candidates: None,
-            memory_limit: None,
         }
     }
 
@@ -528,20 +522,18 @@ mod tests {
     fn rr_sets_beyond_the_memory_limit_stop_with_an_error() {
         let g = stars();
         let ok = imm(&g, &params(2), &Progress::new()).unwrap();
-        let tight = ImmParams {
-            memory_limit: Some(4 << 10),
-            ..params(2)
-        };
-        let err = imm(&g, &tight, &Progress::new()).unwrap_err();
+        // A third of 12 KiB for each batch.
+        let err = crate::sysmem::pretend_available(Some(12 << 10), || {
+            imm(&g, &params(2), &Progress::new()).unwrap_err()
+        });
         let msg = err.to_string();
         assert!(matches!(err, Error::Memory(_)), "{err:?}");
         assert!(msg.contains("raise epsilon (now 0.2)"), "{msg}");
         // A limit the sets fit in changes nothing.
-        let roomy = ImmParams {
-            memory_limit: Some(ok.rr_bytes * 4),
-            ..params(2)
-        };
-        assert_eq!(imm(&g, &roomy, &Progress::new()).unwrap().seeds, ok.seeds);
+        let roomy = crate::sysmem::pretend_available(Some(ok.rr_bytes * 12), || {
+            imm(&g, &params(2), &Progress::new()).unwrap()
+        });
+        assert_eq!(roomy.seeds, ok.seeds);
     }
 
     /// Two stars (hubs 0 and 100) and a chain; p = 1.
