@@ -96,3 +96,35 @@ def test_a_forked_child_gives_its_kept_blocks_back_while_idle() -> None:
     assert int(kept) >= 4 << 20
     assert int(after) == 0
     assert float(waited) < 13  # within the 10 s decay, not never
+
+
+def test_huge_page_modes_give_the_same_results() -> None:
+    # REFERRALGRAPH_HUGE_PAGES picks which blocks are advised for 2 MB pages
+    # (tables only, the default; every large block; none): the memory's
+    # page size, never the results.
+    code = (
+        "import hashlib, pyarrow as pa, referralgraph as rg\n"
+        "r, e = rg.synthetic.program(150_000, seed=5)\n"
+        "g = rg.ReferralGraph.from_bytes(rg.ReferralGraph.from_arrow(r).to_bytes())\n"
+        "res = g.attribute(e, rg.Policy(rates=[0.1, 0.05, 0.02]))\n"
+        "sg = g.as_social(p=0.1)\n"
+        "h = hashlib.sha256()\n"
+        "for t in (res.ledger, res.totals, g.reach(max_depth=3), sg.reach(k=2, method='hll')):\n"
+        "    for b in t.to_batches():\n"
+        "        sink = pa.BufferOutputStream()\n"
+        "        with pa.ipc.new_stream(sink, b.schema) as w:\n"
+        "            w.write_batch(b)\n"
+        "        h.update(sink.getvalue().to_pybytes())\n"
+        "print(res.stats['ledger_rows'], h.hexdigest())\n"
+    )
+    outs = []
+    for mode in (None, "all", "off"):
+        env = dict(os.environ)
+        env.pop("REFERRALGRAPH_HUGE_PAGES", None)
+        if mode:
+            env["REFERRALGRAPH_HUGE_PAGES"] = mode
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        outs.append(out.stdout.split())
+    assert int(outs[0][0]) > 150_000
+    assert outs[1] == outs[0] and outs[2] == outs[0]

@@ -1,13 +1,33 @@
-//! A global allocator for large blocks: transparent huge pages, and a
-//! small cache of freed blocks.
+//! A global allocator for large blocks: transparent huge pages for the
+//! tables a graph keeps, and a small cache of freed blocks.
 //!
-//! On a VM first-touch page faults cost about 0.8 ms per MB — more than
-//! the passes that fill the memory — and with `madvise` mode THP (the
-//! common default) only regions that ask get 2 MB pages. Worse, memory a
-//! process gives back may be handed to the hypervisor (free page
-//! reporting) and then costs 1-2 ms per MB to touch again: measured here,
-//! an attribution call after three idle seconds took 0.84 s instead of
-//! 0.26 s. So blocks from 256 KB up are private mappings in size classes;
+//! On a VM first-touch page faults cost about 0.5 ms per MB of 4 KB pages
+//! — more than the passes that fill the memory — and fresh 2 MB pages
+//! 1.3-3.7 ms per MB (measured here in fresh processes; the guest's free
+//! huge blocks are handed back to the hypervisor, free page reporting,
+//! and cost a host fault to touch again; a 2 MB page freed and mapped
+//! again in the same process costs 0.17 ms per MB). A 2 MB page pays for
+//! itself only where reads land at random, over and over: so blocks are
+//! advised for huge pages only inside [`huge_tables`] (the id index, the
+//! ancestor chains, the CSR adjacency — tables a graph builds once and
+//! every call reads at random), which takes only kept blocks that are
+//! advised too, else maps them fresh (a plain kept block has 4 KB pages).
+//! Everything else — ledger
+//! columns, sort buffers, per-call scratch written and read in order —
+//! stays on 4 KB pages: a first attribution call on a loaded graph took
+//! 1.3-1.6 s with every large block advised and 0.4 s this way, a build in
+//! a fresh process 0.54-0.84 s and 0.39 s; warm calls lose about 10% of
+//! their speed with no advice at all, and keep most of it this way. A
+//! table's block is kept as advised when freed (the cache tracks which
+//! handed-out blocks are), so the next graph's tables take it warm.
+//! `REFERRALGRAPH_HUGE_PAGES=all` advises every block from 4 MB up (the
+//! faster choice on bare metal, where fresh huge pages are cheap), `off`
+//! none; `madvise` mode THP (the common default) gives 2 MB pages only to
+//! regions that ask.
+//!
+//! Memory a process gives back costs a fault to touch again: measured
+//! here, an attribution call after three idle seconds took 0.84 s instead
+//! of 0.26 s. So blocks from 256 KB up are private mappings in size classes;
 //! freed ones are kept (up to 1/8 of RAM — of the cgroup's limit in a
 //! container, see `limit_memory_to` — at most 4 GiB, for at most 10 s,
 //! as jemalloc's decay does; beyond that up to half the RAM for at most
@@ -29,9 +49,9 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::UnsafeCell;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 
-/// Blocks of at least this many bytes are 2 MB-aligned and advised.
+/// Blocks of at least this many bytes are 2 MB-aligned (and may be advised).
 const HUGE: usize = 4 << 20;
 const PAGE_2M: usize = 2 << 20;
 /// Freed blocks of at least this many bytes are kept: glibc maps blocks
@@ -83,8 +103,8 @@ fn block_align(class: usize) -> usize {
     }
 }
 
-/// Maps `len` fresh (zero) bytes aligned to `align`, huge pages advised
-/// from `HUGE` up; null on failure.
+/// Maps `len` fresh (zero) bytes aligned to `align` (see `advise`); null
+/// on failure.
 #[cfg(target_os = "linux")]
 unsafe fn map(len: usize, align: usize) -> *mut u8 {
     let extra = if align > PAGE_4K { align } else { 0 };
@@ -146,9 +166,83 @@ unsafe fn unmap(_: usize, _: usize) {}
 
 unsafe fn advise(p: *mut u8, size: usize) {
     #[cfg(target_os = "linux")]
-    if !p.is_null() && size >= HUGE {
+    if !p.is_null() && size >= HUGE && wants_huge_pages() {
         // A hint: failure (e.g. THP disabled) changes nothing.
         libc::madvise(p.cast(), size, libc::MADV_HUGEPAGE);
+    }
+}
+
+/// Which blocks are advised for huge pages (`REFERRALGRAPH_HUGE_PAGES`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum HugeMode {
+    /// Blocks allocated inside [`huge_tables`] (the default).
+    Tables = 1,
+    /// Every block from `HUGE` up.
+    All = 2,
+    /// None.
+    Off = 3,
+}
+
+/// The mode, read from the environment on first use (0: not yet read).
+static HUGE_MODE: AtomicU8 = AtomicU8::new(0);
+
+fn huge_mode() -> HugeMode {
+    let mode = match HUGE_MODE.load(Ordering::Relaxed) {
+        2 => HugeMode::All,
+        3 => HugeMode::Off,
+        1 => HugeMode::Tables,
+        _ => {
+            // `getenv`, not `std::env`: the allocator must not allocate.
+            // SAFETY: a NUL-terminated name; the value is read at once.
+            let v = unsafe { libc::getenv(c"REFERRALGRAPH_HUGE_PAGES".as_ptr()) };
+            let mode = if v.is_null() {
+                HugeMode::Tables
+            } else {
+                // SAFETY: getenv returned a NUL-terminated string.
+                match unsafe { std::ffi::CStr::from_ptr(v) }.to_bytes() {
+                    b"all" => HugeMode::All,
+                    b"off" | b"0" | b"none" => HugeMode::Off,
+                    _ => HugeMode::Tables,
+                }
+            };
+            HUGE_MODE.store(mode as u8, Ordering::Relaxed);
+            mode
+        }
+    };
+    mode
+}
+
+std::thread_local! {
+    /// Inside `huge_tables` on this thread.
+    static IN_TABLES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with the large blocks it allocates on this thread mapped fresh
+/// and advised for huge pages (see the module's note): for a table kept
+/// with a graph and read at random by every call. Allocate the table's
+/// memory on this thread (`Vec::with_capacity`, then fill it in parallel,
+/// or a rayon `collect` into a `Vec`, which reserves before it forks).
+pub fn huge_tables<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            IN_TABLES.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(IN_TABLES.with(|c| c.replace(true)));
+    f()
+}
+
+/// A request on this thread wants a fresh advised block (`huge_tables`).
+fn in_huge_tables() -> bool {
+    huge_mode() == HugeMode::Tables && IN_TABLES.with(|c| c.get())
+}
+
+fn wants_huge_pages() -> bool {
+    match huge_mode() {
+        HugeMode::All => true,
+        HugeMode::Off => false,
+        HugeMode::Tables => IN_TABLES.with(|c| c.get()),
     }
 }
 
@@ -158,12 +252,20 @@ struct Kept {
     ptr: usize,
     cap: usize,
     at_ns: u64,
+    /// Advised for huge pages (a table's, see `huge_tables`).
+    huge: bool,
 }
 
 struct Cache {
     blocks: [Kept; SLOTS],
     len: usize,
     bytes: usize,
+    /// Blocks handed out that are advised for huge pages (`Tables` mode
+    /// only), so that freed they are kept as such: the next graph's tables
+    /// take them, warm and huge. Full, a block goes untracked (kept as a
+    /// plain one).
+    advised: [usize; SLOTS],
+    advised_len: usize,
 }
 
 const EMPTY: Cache = Cache {
@@ -171,9 +273,12 @@ const EMPTY: Cache = Cache {
         ptr: 0,
         cap: 0,
         at_ns: 0,
+        huge: false,
     }; SLOTS],
     len: 0,
     bytes: 0,
+    advised: [0; SLOTS],
+    advised_len: 0,
 };
 
 /// The cache behind a lock of its own rather than a `std::sync::Mutex`: a
@@ -372,7 +477,7 @@ fn limits() -> Limits {
 /// What the cache has for a request.
 enum Found {
     /// A block of its class.
-    Hit(usize),
+    Hit(Kept),
     /// Another block, to be resized to the class: its pages are reused.
     Resize(Kept),
 }
@@ -418,27 +523,57 @@ impl Cache {
             .unwrap_or(0)
     }
 
-    /// A kept block of class `class` aligned to `align`, if any.
-    fn take(&mut self, class: usize, align: usize) -> Option<usize> {
-        let i = (0..self.len)
-            .find(|&i| self.blocks[i].cap == class && self.blocks[i].ptr.is_multiple_of(align))?;
-        Some(self.remove(i).ptr)
+    /// A kept block of class `class` aligned to `align`, if any: for a
+    /// table an advised one only, else a plain one first.
+    fn take(&mut self, class: usize, align: usize, table: bool) -> Option<Kept> {
+        let pick = |huge: Option<bool>| {
+            (0..self.len).find(|&i| {
+                let k = &self.blocks[i];
+                k.cap == class && k.ptr.is_multiple_of(align) && huge.is_none_or(|h| k.huge == h)
+            })
+        };
+        let i = if table {
+            pick(Some(true))
+        } else {
+            pick(Some(false)).or_else(|| pick(None))
+        }?;
+        Some(self.remove(i))
     }
 
     /// A block of class `class` aligned to `align`; failing that (for
     /// alignments a page satisfies), the block nearest in size, to be
-    /// resized.
+    /// resized (for a table, advised blocks only).
     /// Resizing instead of unmapping one block and mapping another keeps
     /// the pages warm and stops kept blocks piling up beside new ones.
-    fn find(&mut self, class: usize, align: usize) -> Option<Found> {
-        if let Some(p) = self.take(class, align) {
-            return Some(Found::Hit(p));
+    fn find(&mut self, class: usize, align: usize, table: bool) -> Option<Found> {
+        if let Some(k) = self.take(class, align, table) {
+            return Some(Found::Hit(k));
         }
         if align > PAGE_4K {
             return None;
         }
-        let nearest = (0..self.len).min_by_key(|&i| self.blocks[i].cap.abs_diff(class))?;
+        let nearest = (0..self.len)
+            .filter(|&i| !table || self.blocks[i].huge)
+            .min_by_key(|&i| self.blocks[i].cap.abs_diff(class))?;
         Some(Found::Resize(self.remove(nearest)))
+    }
+
+    /// Notes a handed-out block as advised.
+    fn advised(&mut self, ptr: usize) {
+        if self.advised_len < SLOTS {
+            self.advised[self.advised_len] = ptr;
+            self.advised_len += 1;
+        }
+    }
+
+    /// Whether a block given back was advised (and forgets it).
+    fn was_advised(&mut self, ptr: usize) -> bool {
+        let Some(i) = (0..self.advised_len).find(|&i| self.advised[i] == ptr) else {
+            return false;
+        };
+        self.advised_len -= 1;
+        self.advised[i] = self.advised[self.advised_len];
+        true
     }
 
     /// Keeps a freed block, taking out the oldest ones beyond the limits.
@@ -493,27 +628,35 @@ unsafe fn obtain(layout: &Layout) -> (*mut u8, bool) {
     let align = block_align(class).max(layout.align());
     let mut out = Evicted::new();
     let l = limits();
+    let table = in_huge_tables();
     let found = if l.burst == 0 {
         None
     } else {
         let mut c = lock();
         c.decay(now_ns(), l.base, &mut out);
-        c.find(class, layout.align())
+        c.find(class, layout.align(), table)
     };
     out.free();
-    match found {
-        Some(Found::Hit(p)) => (p as *mut u8, false),
+    // Whether the block is advised: a kept one as it was; a table's fresh
+    // or resized one by `map` / `remap`.
+    let fresh = table && class >= HUGE;
+    let (p, zero, huge) = match found {
+        Some(Found::Hit(k)) => (k.ptr as *mut u8, false, k.huge),
         Some(Found::Resize(k)) => {
             let p = remap(k.ptr, k.cap, class);
             if p.is_null() {
                 unmap(k.ptr, k.cap);
-                (map(class, align), true)
+                (map(class, align), true, fresh)
             } else {
-                (p, false)
+                (p, false, k.huge || fresh)
             }
         }
-        None => (map(class, align), true),
+        None => (map(class, align), true, fresh),
+    };
+    if huge && !p.is_null() {
+        lock().advised(p as usize);
     }
+    (p, zero)
 }
 
 /// Gives every kept block back to the system; returns the bytes released.
@@ -644,15 +787,26 @@ unsafe impl GlobalAlloc for HugePageAlloc {
             ptr: ptr as usize,
             cap: class,
             at_ns: 0,
+            huge: false,
         };
         if class > l.burst {
+            lock().was_advised(k.ptr);
             out.push(k);
         } else {
             {
                 let mut c = lock();
                 let now = now_ns();
+                let huge = c.was_advised(k.ptr);
                 c.decay(now, l.base, &mut out);
-                c.keep(Kept { at_ns: now, ..k }, l.burst, &mut out);
+                c.keep(
+                    Kept {
+                        at_ns: now,
+                        huge,
+                        ..k
+                    },
+                    l.burst,
+                    &mut out,
+                );
             }
             // SAFETY: a non-null REAPER points to a leaked `Reaper`.
             if let Some(r) = unsafe { REAPER.load(Ordering::Acquire).as_ref() } {
@@ -679,16 +833,26 @@ unsafe impl GlobalAlloc for HugePageAlloc {
             // one (copying is several times cheaper than faulting in the
             // pages mremap would add), else move the pages instead of
             // copying them.
+            let table = in_huge_tables();
             if new > old && limits().burst > 0 {
-                let hit = lock().take(new, layout.align());
-                if let Some(q) = hit {
-                    let q = q as *mut u8;
+                let hit = lock().take(new, layout.align(), table);
+                if let Some(k) = hit {
+                    if k.huge {
+                        lock().advised(k.ptr);
+                    }
+                    let q = k.ptr as *mut u8;
                     std::ptr::copy_nonoverlapping(ptr, q, layout.size());
                     self.dealloc(ptr, layout);
                     return q;
                 }
             }
+            // The pages move with their advice.
+            let huge = lock().was_advised(ptr as usize);
             let q = remap(ptr as usize, old, new);
+            let live = if q.is_null() { ptr } else { q };
+            if huge || (table && !q.is_null() && new >= HUGE) {
+                lock().advised(live as usize);
+            }
             if !q.is_null() {
                 return q;
             }
@@ -861,6 +1025,101 @@ mod tests {
         forks.unwrap();
     }
 
+    /// `THPeligible` of the mapping holding `p` (`None`: not found).
+    fn thp_eligible(p: *const u8) -> Option<bool> {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+        let at = p as usize;
+        let mut inside = false;
+        for line in smaps.lines() {
+            let range = line.split(' ').next().and_then(|r| r.split_once('-'));
+            if let Some((lo, hi)) = range {
+                if let (Ok(lo), Ok(hi)) =
+                    (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+                {
+                    inside = lo <= at && at < hi;
+                    continue;
+                }
+            }
+            if inside {
+                if let Some(v) = line.strip_prefix("THPeligible:") {
+                    return Some(v.trim() == "1");
+                }
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn only_tables_get_huge_pages_and_fresh_mappings() {
+        // `madvise` mode THP is where the advice decides (the common
+        // default; the test says nothing under `always` or `never`).
+        let mode = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled");
+        let advised_only = mode.is_ok_and(|m| m.contains("[madvise]"));
+        // In a child: the cache and the mode are process-wide.
+        crate::pool::in_forked_child(|| {
+            let a = HugePageAlloc;
+            let l = Layout::from_size_align(2 * HUGE, 8).unwrap();
+            release_cached();
+            HUGE_MODE.store(HugeMode::Tables as u8, Ordering::Relaxed);
+            unsafe {
+                let plain = a.alloc(l);
+                *plain = 1;
+                let plain_huge = thp_eligible(plain);
+                a.dealloc(plain, l);
+                // A table does not take the kept block (4 KB pages) ...
+                let table = huge_tables(|| a.alloc(l));
+                *table = 1;
+                let table_huge = thp_eligible(table);
+                let fresh = table != plain && cached_bytes() == class_size(l.size());
+                // ... which serves the next plain request of its class.
+                let reused = a.alloc(l) == plain;
+                // Freed, a table's block is kept as advised: the next table
+                // takes it (warm and huge), and a plain request takes a
+                // plain block before it.
+                a.dealloc(table, l);
+                a.dealloc(plain, l);
+                let plain_first = a.alloc(l) == plain;
+                let table_again = huge_tables(|| a.alloc(l)) == table;
+                let still_huge = thp_eligible(table) == table_huge;
+                a.dealloc(plain, l);
+                a.dealloc(table, l);
+                // A plain request takes an advised block when no other is
+                // kept, and gives it back as advised.
+                release_cached();
+                let only = huge_tables(|| a.alloc(l));
+                a.dealloc(only, l);
+                let taken = a.alloc(l) == only;
+                a.dealloc(only, l);
+                let kept_advised = huge_tables(|| a.alloc(l)) == only;
+                a.dealloc(only, l);
+                let reuse = plain_first && table_again && still_huge && taken && kept_advised;
+                // The scope ends on a panic too.
+                let caught = std::panic::catch_unwind(|| huge_tables(|| panic!("in a table")));
+                let restored = caught.is_err() && !wants_huge_pages();
+                // `all`: every large block is advised.
+                HUGE_MODE.store(HugeMode::All as u8, Ordering::Relaxed);
+                release_cached();
+                let any = a.alloc(l);
+                *any = 1;
+                let any_huge = thp_eligible(any);
+                a.dealloc(any, l);
+                HUGE_MODE.store(HugeMode::Off as u8, Ordering::Relaxed);
+                release_cached();
+                let off = huge_tables(|| a.alloc(l));
+                *off = 1;
+                let off_huge = thp_eligible(off);
+                a.dealloc(off, l);
+                let advice = !advised_only
+                    || (plain_huge == Some(false)
+                        && table_huge == Some(true)
+                        && any_huge == Some(true)
+                        && off_huge == Some(false));
+                fresh && reused && reuse && restored && advice
+            }
+        })
+        .unwrap();
+    }
+
     #[test]
     fn a_memory_cap_below_the_ram_sizes_the_cache() {
         // In a child: the cap is process-wide state.
@@ -920,6 +1179,7 @@ mod tests {
                 ptr: (i + 1) * HUGE,
                 cap: HUGE,
                 at_ns: 100 * s + at,
+                huge: false,
             };
             c.keep(k, usize::MAX, &mut none);
         }

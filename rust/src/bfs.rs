@@ -63,7 +63,9 @@ impl Forest {
                 parent: &self.parent,
             };
         }
-        let b = self.bfs.get_or_init(|| layout(self));
+        let b = self
+            .bfs
+            .get_or_init(|| crate::alloc::huge_tables(|| layout(self)));
         Bfs {
             order: Some(&b.order),
             pos: Some(&b.pos),

@@ -187,8 +187,9 @@ impl Forest {
     /// of `depth` (a table that stays in cache for random reads). Built
     /// once, on first use.
     pub fn depth_u8(&self) -> &[u8] {
-        self.depth8
-            .get_or_init(|| self.depth.par_iter().map(|&d| d.min(255) as u8).collect())
+        self.depth8.get_or_init(|| {
+            crate::alloc::huge_tables(|| self.depth.par_iter().map(|&d| d.min(255) as u8).collect())
+        })
     }
     /// When users are numbered breadth-first (each layer after the one
     /// above it): the first user at depth 1, 2, .., up to `levels` (fewer
@@ -220,7 +221,10 @@ impl Forest {
     pub fn ancestors(&self) -> Ancestors<'_> {
         match self.chains() {
             Some(c) => Ancestors::Chains(c),
-            None => Ancestors::Plain(self.up.get_or_init(|| ancestors(&self.parent))),
+            None => Ancestors::Plain(
+                self.up
+                    .get_or_init(|| crate::alloc::huge_tables(|| ancestors(&self.parent))),
+            ),
         }
     }
     /// `chains()[u]`: u's first `UP` ancestors and their ids in one
@@ -235,16 +239,18 @@ impl Forest {
             return None;
         };
         Some(self.chains.get_or_init(|| {
-            if let Some(starts) = self.layer_starts(self.max_depth as usize) {
-                return chains_by_layer(&self.parent, ids, &starts);
-            }
-            ancestors(&self.parent)
-                .par_iter()
-                .map(|&a| Chain {
-                    up: a,
-                    ids: a.map(|x| if x == NO_USER { 0 } else { ids[x as usize] }),
-                })
-                .collect()
+            crate::alloc::huge_tables(|| {
+                if let Some(starts) = self.layer_starts(self.max_depth as usize) {
+                    return chains_by_layer(&self.parent, ids, &starts);
+                }
+                ancestors(&self.parent)
+                    .par_iter()
+                    .map(|&a| Chain {
+                        up: a,
+                        ids: a.map(|x| if x == NO_USER { 0 } else { ids[x as usize] }),
+                    })
+                    .collect()
+            })
         }))
     }
     /// User indices of integer ids `keys` (`NO_USER`: absent or not
@@ -255,7 +261,11 @@ impl Forest {
         let IdValues::Int(ids) = &self.ids else {
             return vec![NO_USER; keys.len()];
         };
-        let Some(keyed) = self.keyed.get_or_init(|| self.index.keyed(ids)).as_ref() else {
+        let Some(keyed) = self
+            .keyed
+            .get_or_init(|| crate::alloc::huge_tables(|| self.index.keyed(ids)))
+            .as_ref()
+        else {
             return lookup_ints_par(&self.index, ids, keys, keep);
         };
         lookup_chunks(keys, keep, |k, o| keyed.get_many(k, o))
@@ -263,9 +273,9 @@ impl Forest {
     /// Children in CSR: `children[offsets[u]..offsets[u + 1]]` are u's, in
     /// index order. Built once, on first use (O(n)).
     pub fn children_csr(&self) -> (&[u32], &[UserIx]) {
-        let (o, c) = self
-            .children_csr
-            .get_or_init(|| crate::bfs::children_csr(&self.parent, self.parent.len()));
+        let (o, c) = self.children_csr.get_or_init(|| {
+            crate::alloc::huge_tables(|| crate::bfs::children_csr(&self.parent, self.parent.len()))
+        });
         (o, c)
     }
     pub fn children(&self, u: UserIx) -> &[UserIx] {
@@ -968,7 +978,8 @@ fn build(
             p => depth_new[p as usize] + 1,
         };
     }
-    let new_ids = match user.kind() {
+    // Kept with the graph and read at random (string lookups probe it).
+    let new_ids = crate::alloc::huge_tables(|| match user.kind() {
         IdKind::Int => IdValues::Int(crate::par::gather(
             &order,
             |r| {
@@ -985,7 +996,7 @@ fn build(
             IdRef::Str(s) => s,
             IdRef::Int(_) => unreachable!("kinds checked"),
         }),
-    };
+    });
     let joined_new: Option<Vec<i64>> = input.joined_at.map(|(vals, valid)| {
         crate::par::gather(
             &order,

@@ -422,7 +422,8 @@ impl HashIndex {
         let want = (n.saturating_mul(4) / 3).max(16);
         let bits = usize::BITS - (want - 1).leading_zeros();
         HashIndex {
-            slots: vec![NO_USER; 1usize << bits],
+            // Probed at random by every lookup.
+            slots: crate::alloc::huge_tables(|| vec![NO_USER; 1usize << bits]),
             shift: 64 - bits,
             len: 0,
         }
@@ -688,7 +689,7 @@ impl IdIndex {
                 if span <= (2 * n as u128 + 1024) {
                     return IdIndex::Dense {
                         min: lo,
-                        table: vec![NO_USER; span as usize],
+                        table: crate::alloc::huge_tables(|| vec![NO_USER; span as usize]),
                     };
                 }
             }

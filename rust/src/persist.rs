@@ -302,10 +302,10 @@ impl IdSections {
     /// Reads the section `tag` if it is one of these; false otherwise.
     pub(crate) fn read<R: std::io::Read>(&mut self, tag: u32, r: &mut Reader<R>) -> Result<bool> {
         match tag {
-            TAG_IDS_INT => self.ids = Some(IdValues::Int(r.array()?)),
+            TAG_IDS_INT => self.ids = Some(IdValues::Int(crate::alloc::huge_tables(|| r.array())?)),
             TAG_IDS_STR => {
-                let offsets = r.array()?;
-                let data = r.bytes()?;
+                let offsets = crate::alloc::huge_tables(|| r.array())?;
+                let data = crate::alloc::huge_tables(|| r.bytes())?;
                 self.ids = Some(IdValues::Str { offsets, data });
             }
             TAG_INDEX_DENSE => {
@@ -315,12 +315,12 @@ impl IdSections {
                     .ok_or_else(|| Error::Corrupt("dense index without a minimum".into()))?;
                 self.index = Some(IdIndex::Dense {
                     min,
-                    table: r.array()?,
+                    table: crate::alloc::huge_tables(|| r.array())?,
                 });
             }
             TAG_INDEX_HASH => {
                 let _len = r.u64()?; // recounted from the slots
-                let slots = r.array()?;
+                let slots = crate::alloc::huge_tables(|| r.array())?;
                 self.index = Some(IdIndex::Hash(
                     HashIndex::from_parts(slots)
                         .ok_or_else(|| Error::Corrupt("hash index is malformed".into()))?,

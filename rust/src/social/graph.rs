@@ -495,9 +495,14 @@ fn csr_dedup(n: usize, src: &[u32], dst: &[u32], p: &[f32]) -> (Vec<u64>, Vec<u3
         l.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)));
     });
     drop(lists);
-    let mut new_off = vec![0u64; n + 1];
-    let mut out_dst = Vec::with_capacity(pairs.len());
-    let mut out_p = Vec::with_capacity(pairs.len());
+    // The graph's adjacency: read at random by every cascade and BFS.
+    let (mut new_off, mut out_dst, mut out_p) = crate::alloc::huge_tables(|| {
+        (
+            vec![0u64; n + 1],
+            Vec::with_capacity(pairs.len()),
+            Vec::with_capacity(pairs.len()),
+        )
+    });
     for u in 0..n {
         let mut last = NO_USER;
         for &(d, q) in &pairs[off[u] as usize..off[u + 1] as usize] {
@@ -515,10 +520,11 @@ fn csr_dedup(n: usize, src: &[u32], dst: &[u32], p: &[f32]) -> (Vec<u64>, Vec<u3
 
 /// The in-CSR of an out-CSR; each in-list comes out sorted by source.
 fn transpose(n: usize, off: &[u64], dst: &[u32], p: &[f32]) -> (Vec<u64>, Vec<u32>, Vec<f32>) {
-    let in_off = offsets_of(n, dst.iter().map(|&d| d as usize));
+    let in_off = crate::alloc::huge_tables(|| offsets_of(n, dst.iter().map(|&d| d as usize)));
     let mut pos = in_off.clone();
-    let mut src = vec![0u32; dst.len()];
-    let mut q = vec![0f32; dst.len()];
+    // Read at random by reverse-reachable sets and linear thresholds.
+    let (mut src, mut q) =
+        crate::alloc::huge_tables(|| (vec![0u32; dst.len()], vec![0f32; dst.len()]));
     for u in 0..n {
         for e in off[u] as usize..off[u + 1] as usize {
             let d = dst[e] as usize;
