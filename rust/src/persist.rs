@@ -264,6 +264,11 @@ impl<R: std::io::Read> Reader<R> {
         }
         Ok(v)
     }
+    /// [`array`](Self::array) for a table a graph keeps and reads at
+    /// random (on huge pages: see `alloc::huge_tables`).
+    pub(crate) fn table<T: Pod>(&mut self) -> Result<Vec<T>> {
+        crate::alloc::huge_tables(|| self.array())
+    }
     pub(crate) fn bytes(&mut self) -> Result<Vec<u8>> {
         let n = self.len(1)?;
         let mut v = vec![0u8; n];
@@ -302,9 +307,9 @@ impl IdSections {
     /// Reads the section `tag` if it is one of these; false otherwise.
     pub(crate) fn read<R: std::io::Read>(&mut self, tag: u32, r: &mut Reader<R>) -> Result<bool> {
         match tag {
-            TAG_IDS_INT => self.ids = Some(IdValues::Int(crate::alloc::huge_tables(|| r.array())?)),
+            TAG_IDS_INT => self.ids = Some(IdValues::Int(r.table()?)),
             TAG_IDS_STR => {
-                let offsets = crate::alloc::huge_tables(|| r.array())?;
+                let offsets = r.table()?;
                 let data = crate::alloc::huge_tables(|| r.bytes())?;
                 self.ids = Some(IdValues::Str { offsets, data });
             }
@@ -315,12 +320,12 @@ impl IdSections {
                     .ok_or_else(|| Error::Corrupt("dense index without a minimum".into()))?;
                 self.index = Some(IdIndex::Dense {
                     min,
-                    table: crate::alloc::huge_tables(|| r.array())?,
+                    table: r.table()?,
                 });
             }
             TAG_INDEX_HASH => {
                 let _len = r.u64()?; // recounted from the slots
-                let slots = crate::alloc::huge_tables(|| r.array())?;
+                let slots = r.table()?;
                 self.index = Some(IdIndex::Hash(
                     HashIndex::from_parts(slots)
                         .ok_or_else(|| Error::Corrupt("hash index is malformed".into()))?,

@@ -59,9 +59,9 @@ fn read_from<R: std::io::Read>(r: R, len: u64) -> Result<SocialGraph> {
             continue;
         }
         match tag {
-            TAG_OUT_OFF => off = Some(crate::alloc::huge_tables(|| r.array::<u64>())?),
-            TAG_OUT_DST => dst = Some(crate::alloc::huge_tables(|| r.array::<u32>())?),
-            TAG_OUT_P => p = Some(crate::alloc::huge_tables(|| r.array::<f32>())?),
+            TAG_OUT_OFF => off = Some(r.table::<u64>()?),
+            TAG_OUT_DST => dst = Some(r.table::<u32>()?),
+            TAG_OUT_P => p = Some(r.table::<f32>()?),
             TAG_COUNTS => counts = Some(r.array::<u64>()?),
             TAG_END => break,
             tag => return Err(Error::Corrupt(format!("unknown section {tag}"))),
