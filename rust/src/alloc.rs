@@ -12,11 +12,13 @@
 //! ancestor chains, the CSR adjacency — tables a graph builds once and
 //! every call reads at random), which takes only kept blocks that are
 //! advised too, else maps them fresh (a plain kept block has 4 KB pages).
-//! Everything else — ledger columns, sort buffers, per-call scratch
-//! written and read in order — stays on 4 KB pages: a first attribution call on a loaded graph took
-//! 1.3-1.6 s with every large block advised and 0.4 s this way, a build in
-//! a fresh process 0.54-0.84 s and 0.39 s; warm calls lose about 10% of
-//! their speed with no advice at all, and keep most of it this way. A
+//! Everything else — ledger columns, sort buffers, per-call scratch —
+//! stays on 4 KB pages, even per-call memory read at random (HyperLogLog
+//! registers): it finds the warm blocks the last call left, where a table
+//! scope would map it fresh (`benches/huge_pages.py`, a first HLL reach at
+//! 1M users: 1.7-2.4 s with the registers as a table, 0.5-0.8 s without). `benches/huge_pages.py` measures
+//! the modes: first calls about half as long as with every block advised,
+//! warm calls the same within this VM's noise. A
 //! table's block is kept as advised when freed (the cache tracks which
 //! handed-out blocks are), so the next graph's tables take it warm.
 //! `REFERRALGRAPH_HUGE_PAGES=all` advises every block from 4 MB up (the

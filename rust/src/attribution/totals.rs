@@ -109,14 +109,8 @@ pub(crate) fn totals<T: Money>(
     });
     let parts: Vec<Part<T>> = parts.into_iter().collect::<Result<_>>()?;
     let paid: usize = parts.iter().map(|p| p.0.len()).sum();
-    // Read at random in leaderboard order below.
-    let (mut users, mut events, mut sums) = crate::alloc::huge_tables(|| {
-        (
-            Vec::with_capacity(paid),
-            Vec::with_capacity(paid),
-            Vec::with_capacity(paid * width),
-        )
-    });
+    let (mut users, mut events) = (Vec::with_capacity(paid), Vec::with_capacity(paid));
+    let mut sums = Vec::with_capacity(paid * width);
     for (u, e, s) in parts {
         users.extend(u);
         events.extend(e);

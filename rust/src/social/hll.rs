@@ -82,13 +82,12 @@ pub fn reach_hll(
     let n = g.num_nodes();
     progress.start((n * k) as u64);
     let m = 1usize << precision;
-    // Each round reads the neighbours' registers at random.
-    let mut cur = crate::alloc::huge_tables(|| vec![0u8; n * m]);
+    let mut cur = vec![0u8; n * m];
     cur.par_chunks_mut(m).enumerate().for_each(|(u, regs)| {
         let (j, rank) = register_of(u as u64, precision);
         regs[j] = rank;
     });
-    let mut next = crate::alloc::huge_tables(|| vec![0u8; n * m]);
+    let mut next = vec![0u8; n * m];
     let mut cols = Vec::with_capacity(k);
     let est = Estimator::new(m);
     for _ in 0..k {
