@@ -360,7 +360,7 @@ pub fn ids_array(ids: &IdValues) -> ArrayRef {
 
 fn str_array(offsets: Vec<i64>, data: Vec<u8>, nulls: Option<NullBuffer>) -> ArrayRef {
     if data.len() < i32::MAX as usize {
-        let offsets: Vec<i32> = offsets.iter().map(|&o| o as i32).collect();
+        let offsets: Vec<i32> = core::pool::run(|| offsets.par_iter().map(|&o| o as i32).collect());
         // SAFETY: the offsets come from a valid large-utf8 layout (monotone,
         // within `data`, on UTF-8 boundaries: every id was valid UTF-8).
         Arc::new(unsafe {
@@ -384,11 +384,17 @@ fn str_array(offsets: Vec<i64>, data: Vec<u8>, nulls: Option<NullBuffer>) -> Arr
 
 /// The ids of `users` (`NO_USER`: null), e.g. referrer ids or beneficiaries.
 pub fn gather_ids(ids: &IdValues, users: &[u32]) -> ArrayRef {
-    let nulls = users
+    gather_slice(ids.as_slice(), users)
+}
+
+/// The ids at `items` of a graph's ids or an input id column (`NO_USER`:
+/// null), as an int64 or utf8 array.
+pub fn gather_slice(ids: IdSlice<'_>, items: &[u32]) -> ArrayRef {
+    let nulls = items
         .contains(&NO_USER)
-        .then(|| NullBuffer::from(users.iter().map(|&u| u != NO_USER).collect::<Vec<_>>()));
+        .then(|| NullBuffer::from(items.iter().map(|&u| u != NO_USER).collect::<Vec<_>>()));
     // Called with the GIL held: the gather runs on this process's pool.
-    match core::pool::run(|| ids.gather(users)) {
+    match core::pool::run(|| ids.gather(items)) {
         IdValues::Int(vals) => Arc::new(Int64Array::new(vals.into(), nulls)),
         IdValues::Str { offsets, data } => str_array(offsets, data, nulls),
     }

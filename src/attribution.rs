@@ -18,7 +18,7 @@ use referralgraph_core::attribution::{self as attr, Money, Policy, Qualify, Sess
 use referralgraph_core::{Error, Forest, IdRef, OnInvalid, UserIx};
 
 use crate::arrow_io::{
-    gather_ids, int64_values, is_string, to_pyarrow, IdColumn, InputTable, Timestamps,
+    gather_ids, gather_slice, int64_values, is_string, to_pyarrow, IdColumn, InputTable, Timestamps,
 };
 use crate::errors::{invalid_err, schema_err, PyCoreErr};
 use crate::gil::{detached, enter_core, enter_watched, guard};
@@ -323,11 +323,9 @@ fn arrow_columns<T: Face>(
             // reads, where the graph's id of a user index would be a random one).
             let buyer_id = match &cols.buyer {
                 IdColumn::Int(a) => take(&(Arc::new(a.clone()) as ArrayRef))?,
-                IdColumn::Str(a) => {
-                    let got = take(&(Arc::new(a.clone()) as ArrayRef))?;
-                    arrow_cast::cast(&got, &DataType::Utf8)
-                        .map_err(|e| invalid_err(e.to_string()))?
-                }
+                // Straight into utf8, in parallel (arrow's take copies on
+                // one thread, and a cast from large utf8 copies again).
+                IdColumn::Str(_) => gather_slice(cols.buyer.slice(), rows.values()),
             };
             let event_id = match &cols.event_id {
                 Some(e) => take(e)?,

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 
 use crate::error::{Error, Issue, IssueKind, OnInvalid, Result};
 use crate::ids::{
-    HashIndex, IdIndex, IdKind, IdRef, IdSlice, IdValues, KeyedSlots, UserIx, NO_USER,
+    HashIndex, IdIndex, IdKind, IdRef, IdSlice, IdValues, KeyedSlots, StrSlots, UserIx, NO_USER,
 };
 use crate::progress::Progress;
 
@@ -126,6 +126,9 @@ pub struct Forest {
     pub(crate) chains: ForkOnce<Vec<Chain>>,
     /// The id index with keys in its slots (integer ids), built on first use.
     pub(crate) keyed: ForkOnce<Option<KeyedSlots>>,
+    /// The id index with hash tags and byte places in its slots (string
+    /// ids), built on first use.
+    pub(crate) keyed_str: ForkOnce<Option<StrSlots>>,
     /// min(depth, 255) per user, built on first use.
     pub(crate) depth8: ForkOnce<Vec<u8>>,
     /// Children in CSR (offsets, children), built on first use.
@@ -270,6 +273,40 @@ impl Forest {
         };
         lookup_chunks(keys, keep, |k, o| keyed.get_many(k, o))
     }
+    /// User indices of the ids `keys(row)` for rows 0..n (`None`: no key,
+    /// `NO_USER` out), in parallel batches. String ids are read through
+    /// the index's tagged copy (built on first use: 16 bytes per slot);
+    /// other ids, or string ids too long for it, through the index.
+    pub fn lookup_many<'q>(
+        &self,
+        n: usize,
+        keys: impl Fn(usize) -> Option<IdRef<'q>> + Sync,
+    ) -> Vec<UserIx> {
+        let tagged = match &self.ids {
+            IdValues::Str { offsets, data } => self
+                .keyed_str
+                .get_or_init(|| crate::alloc::huge_tables(|| self.index.str_slots(offsets, data)))
+                .as_ref()
+                .map(|t| (t, data)),
+            IdValues::Int(_) => None,
+        };
+        let Some((slots, data)) = tagged else {
+            return lookup_par(self, n, keys);
+        };
+        let mut out = vec![NO_USER; n];
+        out.par_chunks_mut(LOOKUP_CHUNK)
+            .enumerate()
+            .for_each(|(c, o)| {
+                let r0 = c * LOOKUP_CHUNK;
+                let key = |i: usize| match keys(r0 + i) {
+                    Some(IdRef::Str(b)) => Some(b),
+                    _ => None,
+                };
+                slots.get_many(o.len(), key, data, o);
+            });
+        out
+    }
+
     /// Children in CSR: `children[offsets[u]..offsets[u + 1]]` are u's, in
     /// index order. Built once, on first use (O(n)).
     pub fn children_csr(&self) -> (&[u32], &[UserIx]) {
@@ -301,7 +338,8 @@ impl Forest {
     /// Heap bytes held by the graph (ids, structure, index, attributes),
     /// the tables built on first use included (after a first attribution
     /// on integer ids, chains and the keyed index add about 90 bytes per
-    /// user: see `chains` and `lookup_ints`).
+    /// user: see `chains` and `lookup_ints`; on string ids the tagged index
+    /// about 32: see `lookup_many`).
     pub fn heap_bytes(&self) -> usize {
         self.ids.heap_bytes()
             + self.index.heap_bytes()
@@ -319,6 +357,11 @@ impl Forest {
                 .get()
                 .and_then(Option::as_ref)
                 .map_or(0, KeyedSlots::heap_bytes)
+            + self
+                .keyed_str
+                .get()
+                .and_then(Option::as_ref)
+                .map_or(0, StrSlots::heap_bytes)
             + self.depth8.get().map_or(0, Vec::len)
             + self
                 .children_csr
@@ -451,6 +494,7 @@ pub(crate) fn assemble(
         up: ForkOnce::new(),
         chains: ForkOnce::new(),
         keyed: ForkOnce::new(),
+        keyed_str: ForkOnce::new(),
         depth8: ForkOnce::new(),
         children_csr: ForkOnce::new(),
         bfs: ForkOnce::new(),
@@ -1232,6 +1276,41 @@ pub(crate) fn test_forest(users: &[i64], referrers: &[Option<i64>]) -> Forest {
         .forest
 }
 
+#[cfg(test)]
+/// Test forests over string ids (user i referred by (i - 1) / 2).
+pub(crate) fn test_forest_str(names: &[Vec<u8>]) -> Forest {
+    let col = |v: &mut Vec<i64>, d: &mut Vec<u8>, s: &[u8]| {
+        d.extend_from_slice(s);
+        v.push(d.len() as i64);
+    };
+    let (mut uo, mut ud, mut ro, mut rd) = (vec![0], vec![], vec![0], vec![]);
+    let mut valid = vec![];
+    for (i, s) in names.iter().enumerate() {
+        col(&mut uo, &mut ud, s);
+        let r: &[u8] = if i > 0 { &names[(i - 1) / 2] } else { b"" };
+        col(&mut ro, &mut rd, r);
+        valid.push(i > 0);
+    }
+    let input = ReferralInput {
+        user: IdSlice::Str {
+            offsets: &uo,
+            data: &ud,
+        },
+        user_valid: None,
+        referrer: IdSlice::Str {
+            offsets: &ro,
+            data: &rd,
+        },
+        referrer_valid: Some(&valid),
+        joined_at: None,
+        channel: None,
+        joined_tz: None,
+        user_col: "user_id",
+        referrer_col: "referrer_id",
+    };
+    Forest::build(&input, OnInvalid::Raise).unwrap().forest
+}
+
 /// Like `test_forest`, but the rows after `split` are added by `extend`
 /// (which keeps the base's numbering: usually not breadth-first).
 #[cfg(test)]
@@ -1255,6 +1334,76 @@ pub(crate) fn test_forest_extended(
 mod tests {
     use super::*;
     use crate::ids::mix64;
+
+    #[test]
+    fn string_lookups_through_the_tagged_index_match_single_lookups() {
+        // Ids of 0-40 bytes sharing long prefixes and suffixes (so the
+        // 8-16 byte compare's two words each matter), 60k of them (several
+        // lookup chunks); queries: every id, near misses of each length,
+        // and rows without a key.
+        let names: Vec<Vec<u8>> = (0..60_000u64)
+            .map(|i| {
+                let len = (i % 41) as usize;
+                let mut s = vec![b'x'; len];
+                for (k, b) in format!("{i}").bytes().enumerate().take(len) {
+                    s[(k * 5) % len.max(1)] = b;
+                }
+                s
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let f = test_forest_str(&names);
+        let mut queries: Vec<Option<Vec<u8>>> = Vec::new();
+        for (i, s) in names.iter().enumerate() {
+            queries.push(Some(s.clone()));
+            let mut miss = s.clone();
+            match i % 3 {
+                0 => miss.push(b'x'),
+                1 if !miss.is_empty() => *miss.last_mut().unwrap() ^= 0x40,
+                _ => miss.insert(0, b'#'),
+            }
+            queries.push(Some(miss));
+            if i % 5 == 0 {
+                queries.push(None);
+            }
+        }
+        let got = f.lookup_many(queries.len(), |r| queries[r].as_deref().map(IdRef::Str));
+        assert!(
+            f.keyed_str.get().is_some_and(Option::is_some),
+            "tagged index built"
+        );
+        let mut found = 0;
+        for (q, &g) in queries.iter().zip(&got) {
+            let want = q.as_deref().and_then(|k| f.lookup(IdRef::Str(k)));
+            assert_eq!(g, want.unwrap_or(NO_USER), "query {q:?}");
+            found += want.is_some() as usize;
+        }
+        assert!(found >= names.len(), "every id found");
+    }
+
+    #[test]
+    fn string_lookups_fall_back_to_the_index_for_ids_too_long_to_tag() {
+        // One id of 16 MB: the tagged slots cannot place it.
+        let mut names: Vec<Vec<u8>> = (0..100).map(|i| format!("u{i}").into_bytes()).collect();
+        names.push(vec![b'z'; 1 << 24]);
+        let f = test_forest_str(&names);
+        let got = f.lookup_many(names.len() + 1, |r| {
+            Some(IdRef::Str(names.get(r).map_or(b"nobody", |s| &s[..])))
+        });
+        assert!(
+            f.keyed_str.get().is_some_and(Option::is_none),
+            "no tagged index"
+        );
+        for (r, &g) in got.iter().enumerate() {
+            let want = names.get(r).and_then(|s| f.lookup(IdRef::Str(s)));
+            assert_eq!(g, want.unwrap_or(NO_USER));
+        }
+        assert_eq!(
+            got[names.len() - 1],
+            f.lookup(IdRef::Str(&names[100])).unwrap()
+        );
+    }
 
     #[test]
     fn channels_follow_their_users_across_blocks_and_extend() {

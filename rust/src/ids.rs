@@ -144,6 +144,32 @@ impl<'a> IdSlice<'a> {
             }
         }
     }
+
+    /// The ids at `items` in that order (`NO_USER`: 0, or an empty
+    /// string), in parallel: user ids of a graph, or an input column's ids
+    /// at ledger rows. Strings are copied in two passes — their lengths
+    /// into offsets, then the bytes into place — with no check: every id
+    /// was valid UTF-8 when read.
+    pub fn gather(&self, items: &[u32]) -> IdValues {
+        match *self {
+            IdSlice::Int(v) => IdValues::Int(crate::par::gather(
+                items,
+                |u| {
+                    if u != NO_USER as usize {
+                        prefetch(&v[u])
+                    }
+                },
+                |u| if u == NO_USER as usize { 0 } else { v[u] },
+            )),
+            IdSlice::Str { offsets, data } => gather_strings(items, |u| {
+                if u == NO_USER {
+                    &[]
+                } else {
+                    &data[offsets[u as usize] as usize..offsets[u as usize + 1] as usize]
+                }
+            }),
+        }
+    }
 }
 
 /// Owned ids, in user-index order.
@@ -196,29 +222,9 @@ impl IdValues {
         self.as_slice().get(ix as usize)
     }
 
-    /// The ids of `users` in that order (`NO_USER`: 0, or an empty
-    /// string), in parallel. Strings are copied in two passes — their
-    /// lengths into offsets, then the bytes into place — with no check:
-    /// every id was valid UTF-8 when read.
+    /// The ids of `users` in that order (see [`IdSlice::gather`]).
     pub fn gather(&self, users: &[UserIx]) -> IdValues {
-        match self {
-            IdValues::Int(v) => IdValues::Int(crate::par::gather(
-                users,
-                |u| {
-                    if u != NO_USER as usize {
-                        prefetch(&v[u])
-                    }
-                },
-                |u| if u == NO_USER as usize { 0 } else { v[u] },
-            )),
-            IdValues::Str { offsets, data } => gather_strings(users, |u| {
-                if u == NO_USER {
-                    &[]
-                } else {
-                    &data[offsets[u as usize] as usize..offsets[u as usize + 1] as usize]
-                }
-            }),
-        }
+        self.as_slice().gather(users)
     }
 
     /// Appends one id; the caller guarantees it is of this column's kind.
@@ -403,6 +409,160 @@ impl KeyedSlots {
                 }
                 i = next_slot(i, self.slots.len());
             };
+        }
+    }
+}
+
+/// `a == b`, without a call for ids of 8-16 bytes (most ids): two
+/// overlapping 8-byte loads each side.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if (8..=16).contains(&n) {
+        let word =
+            |s: &[u8], i: usize| u64::from_ne_bytes(s[i..i + 8].try_into().unwrap_or([0; 8]));
+        return word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8);
+    }
+    a == b
+}
+
+/// A slot of [`StrSlots`]: the value, 32 bits of its key's hash, and where
+/// its bytes are (start in the low 40 bits, length in the high 24).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(16))]
+pub struct StrSlot {
+    tag: u32,
+    value: u32,
+    at: u64,
+}
+
+const STR_START_BITS: u32 = 40;
+
+/// A copy of a [`HashIndex`] over string ids with a hash tag and the
+/// bytes' place in each slot: a probe rejects other keys by their tag, and
+/// the one candidate's bytes are fetched ahead from the slot itself,
+/// instead of reading each probed key's offsets and then its bytes (two
+/// dependent random reads per probed slot). 16 bytes per slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StrSlots {
+    slots: Vec<StrSlot>,
+    shift: u32,
+}
+
+impl StrSlots {
+    pub fn heap_bytes(&self) -> usize {
+        self.slots.len() * std::mem::size_of::<StrSlot>()
+    }
+
+    /// `None` when an id is 16 MB or longer or the ids' bytes pass 1 TB.
+    fn new(h: &HashIndex, offsets: &[i64], data: &[u8]) -> Option<Self> {
+        if data.len() as u64 >= 1 << STR_START_BITS
+            || offsets
+                .windows(2)
+                .any(|w| w[1] - w[0] >= 1 << (64 - STR_START_BITS))
+        {
+            return None;
+        }
+        let slots = crate::par::gather(
+            &h.slots,
+            |v| {
+                if v != NO_USER as usize {
+                    prefetch(&offsets[v])
+                }
+            },
+            |v| {
+                if v == NO_USER as usize {
+                    return StrSlot {
+                        tag: 0,
+                        value: NO_USER,
+                        at: 0,
+                    };
+                }
+                let (a, b) = (offsets[v] as u64, offsets[v + 1] as u64);
+                StrSlot {
+                    tag: IdRef::Str(&data[a as usize..b as usize]).hash() as u32,
+                    value: v as u32,
+                    at: (b - a) << STR_START_BITS | a,
+                }
+            },
+        );
+        Some(StrSlots {
+            slots,
+            shift: h.shift,
+        })
+    }
+
+    /// The values of `keys(i)` for i in 0..n into `out` (`NO_USER`: absent
+    /// or no key), with `data` the indexed ids' bytes: a pipeline that
+    /// fetches key i's home slot, AHEAD keys later the first candidate's
+    /// bytes, and AHEAD more probes with both in cache.
+    pub fn get_many<'q>(
+        &self,
+        n: usize,
+        keys: impl Fn(usize) -> Option<&'q [u8]>,
+        data: &[u8],
+        out: &mut [u32],
+    ) {
+        const AHEAD: usize = 24;
+        const RING: usize = 4 * AHEAD;
+        let bytes = |s: &StrSlot| {
+            let a = (s.at & ((1 << STR_START_BITS) - 1)) as usize;
+            &data[a..a + (s.at >> STR_START_BITS) as usize]
+        };
+        // Per key in flight: (hash, home slot); usize::MAX: no key.
+        let mut ring = [(0u64, usize::MAX); RING];
+        for i in 0..n + 2 * AHEAD {
+            if i < n {
+                ring[i % RING] = match keys(i) {
+                    Some(k) => {
+                        let h = IdRef::Str(k).hash();
+                        let home = (h >> self.shift) as usize;
+                        prefetch(&self.slots[home]);
+                        (h, home)
+                    }
+                    None => (0, usize::MAX),
+                };
+            }
+            if let Some(j) = i.checked_sub(AHEAD).filter(|&j| j < n) {
+                let (h, home) = ring[j % RING];
+                if home != usize::MAX {
+                    let tag = h as u32;
+                    let mut at = home;
+                    loop {
+                        let s = &self.slots[at];
+                        if s.value == NO_USER {
+                            break;
+                        }
+                        if s.tag == tag {
+                            if let Some(b) = bytes(s).first() {
+                                prefetch(b);
+                            }
+                            break;
+                        }
+                        at = next_slot(at, self.slots.len());
+                    }
+                }
+            }
+            if let Some(j) = i.checked_sub(2 * AHEAD).filter(|&j| j < n) {
+                let (h, home) = ring[j % RING];
+                out[j] = match keys(j).filter(|_| home != usize::MAX) {
+                    None => NO_USER,
+                    Some(k) => {
+                        let tag = h as u32;
+                        let mut at = home;
+                        loop {
+                            let s = &self.slots[at];
+                            if s.value == NO_USER || (s.tag == tag && same_bytes(bytes(s), k)) {
+                                break s.value;
+                            }
+                            at = next_slot(at, self.slots.len());
+                        }
+                    }
+                };
+            }
         }
     }
 }
@@ -792,6 +952,15 @@ impl IdIndex {
         }
     }
 
+    /// A tagged copy of a hash table over string ids (`offsets`, `data`);
+    /// `None` for a dense table (integer ids only) or ids too long to place.
+    pub fn str_slots(&self, offsets: &[i64], data: &[u8]) -> Option<StrSlots> {
+        match self {
+            IdIndex::Hash(h) => StrSlots::new(h, offsets, data),
+            IdIndex::Dense { .. } => None,
+        }
+    }
+
     /// A keyed copy of a hash table over integer ids `ids` (`None` for a
     /// dense table, whose lookup is one read already).
     pub fn keyed(&self, ids: &[i64]) -> Option<KeyedSlots> {
@@ -896,6 +1065,20 @@ impl IdIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_bytes_is_slice_equality_at_every_length_and_position() {
+        for n in 0..=24usize {
+            let a: Vec<u8> = (0..n as u8).map(|i| i.wrapping_mul(37)).collect();
+            assert!(same_bytes(&a, &a.clone()));
+            assert!(!same_bytes(&a, &a[..n.saturating_sub(1)]) || n == 0);
+            for i in 0..n {
+                let mut b = a.clone();
+                b[i] ^= 1;
+                assert!(!same_bytes(&a, &b), "n={n}, byte {i} differs");
+            }
+        }
+    }
 
     fn ints(v: &[i64]) -> IdValues {
         IdValues::Int(v.to_vec())

@@ -28,7 +28,7 @@ use super::policy::{Policy, Qualify};
 use super::ranges::SharedMut;
 use super::totals::{totals, Ranged, Totals};
 use crate::error::{Error, Issue, IssueKind, OnInvalid, Result};
-use crate::forest::{lookup_par, Chain, Forest, NULL_TS, UP};
+use crate::forest::{Chain, Forest, NULL_TS, UP};
 use crate::ids::{prefetch, IdSlice, IdValues, UserIx, NO_USER};
 use crate::progress::Progress;
 
@@ -527,7 +527,7 @@ fn prepare<'a, T: Money>(
     let keep = |r: usize| ok.as_ref().is_none_or(|o| o[r]);
     let buyer = match (ev.buyer, forest.ids()) {
         (IdSlice::Int(keys), IdValues::Int(_)) => forest.lookup_ints(keys, keep),
-        _ => lookup_par(forest, m, |r| keep(r).then(|| ev.buyer.get(r))),
+        _ => forest.lookup_many(m, |r| keep(r).then(|| ev.buyer.get(r))),
     };
     Ok((
         Prepared {

@@ -445,6 +445,27 @@ fn leaderboard<T: Money>(
             .collect();
         return sorted_indices(keyed);
     }
+    if T::ZERO.order_key().is_some() {
+        // String ids: sort by the credit key alone (integers, no random
+        // reads in the comparisons), then each run of equal credits by id
+        // — a comparator reading the credit and both ids per comparison
+        // took most of the leaderboard's time.
+        let mut keyed: Vec<(u64, u32)> = (0..users.len())
+            .into_par_iter()
+            .map(|i| (!credit(i).order_key().unwrap_or(0), i as u32))
+            .collect();
+        keyed.par_sort_unstable();
+        keyed
+            .par_chunk_by_mut(|a, b| a.0 == b.0)
+            .filter(|run| run.len() > 1)
+            .for_each(|run| {
+                run.sort_unstable_by(|x, y| {
+                    ids.get(users[x.1 as usize])
+                        .cmp(&ids.get(users[y.1 as usize]))
+                })
+            });
+        return keyed.par_iter().map(|&(_, i)| i).collect();
+    }
     let mut order: Vec<u32> = (0..users.len() as u32).collect();
     order.par_sort_unstable_by(|&x, &y| {
         let (x, y) = (x as usize, y as usize);
@@ -523,6 +544,36 @@ mod tests {
         let c = vec![i64::MAX / 2 + 1; 2];
         assert!(totals(&f, &[4, 4], &[1, 2], &c, 3, None).is_err());
         assert!(totals(&f, &[4, 4], &[1, 1], &[3, i64::MAX], 3, None).is_err());
+    }
+
+    #[test]
+    fn leaderboard_with_string_ids_breaks_credit_ties_by_id_bytes() {
+        // Ids whose byte order differs from their user order, credits with
+        // long runs of ties (int and float), in scrambled paid order.
+        let n = 5_000usize;
+        let names: Vec<Vec<u8>> = (0..n)
+            .map(|i| format!("u{}", (i * 7_919) % n).into_bytes())
+            .collect();
+        let f = crate::forest::test_forest_str(&names);
+        let paid: Vec<UserIx> = (0..n as u32).map(|u| u * 1_201 % n as u32).collect();
+        let credit: Vec<i64> = (0..n as i64).map(|i| (i * 37 % 11) - 5).collect();
+        let want = |key: &dyn Fn(usize) -> f64| {
+            let mut w: Vec<u32> = (0..n as u32).collect();
+            w.sort_by(|&x, &y| {
+                key(y as usize).total_cmp(&key(x as usize)).then_with(|| {
+                    f.ids()
+                        .get(paid[x as usize])
+                        .cmp(&f.ids().get(paid[y as usize]))
+                })
+            });
+            w
+        };
+        assert_eq!(
+            leaderboard(&f, &paid, |i| credit[i]),
+            want(&|i| credit[i] as f64)
+        );
+        let float: Vec<f64> = credit.iter().map(|&c| c as f64 * 0.25).collect();
+        assert_eq!(leaderboard(&f, &paid, |i| float[i]), want(&|i| float[i]));
     }
 
     #[test]
