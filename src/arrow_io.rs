@@ -147,6 +147,22 @@ impl IdColumn {
             DataType::LargeUtf8 if !matches!(arr.data_type(), DataType::Dictionary(..)) => {
                 Ok(IdColumn::Str(arr.as_string::<i64>().clone()))
             }
+            DataType::Utf8 if !matches!(arr.data_type(), DataType::Dictionary(..)) => {
+                // The bytes stay where they are; only the offsets widen, in
+                // parallel (a cast would copy every id on one thread).
+                let a = arr.as_string::<i32>();
+                let wide: Vec<i64> =
+                    core::pool::run(|| a.value_offsets().par_iter().map(|&o| o as i64).collect());
+                // SAFETY: the same offsets, widened, over the same valid
+                // utf8 values: a valid large utf8 layout.
+                Ok(IdColumn::Str(unsafe {
+                    LargeStringArray::new_unchecked(
+                        OffsetBuffer::new_unchecked(ScalarBuffer::from(wide)),
+                        a.values().clone(),
+                        a.nulls().cloned(),
+                    )
+                }))
+            }
             dt if is_string(&dt) => Ok(IdColumn::Str(
                 cast(&DataType::LargeUtf8)?.as_string::<i64>().clone(),
             )),

@@ -576,3 +576,31 @@ def test_session_is_thread_safe():
     for t in threads:
         t.join()
     assert sum(paid) == 10_000 and len(paid) == 2000
+
+
+@pytest.mark.parametrize("str_type", [pa.string(), pa.large_string(), pa.string_view()])
+def test_string_buyer_columns_of_any_type_sliced_with_nulls(str_type):
+    # utf8 buyer ids are read in place (only their offsets widen): a slice
+    # whose offsets start past 0, and a null buyer (dropped in lenient mode),
+    # give the same ledger as plain large strings.
+    g = rg.ReferralGraph.from_arrow(
+        pa.table({"user_id": ["ann", "bob", "cy"], "referrer_id": [None, "ann", "bob"]})
+    )
+    buyers = ["zed", "cy", None, "bob", "cy", "ann"]
+    ev = pa.table(
+        {
+            "user_id": pa.array(buyers, str_type),
+            "amount": [7, 100, 5, 40, 1_000, 9],
+            "event_id": range(6),
+        }
+    ).slice(1)
+    r = g.attribute(ev, rg.Policy(rates=[0.5, 0.25]), on_invalid="drop")
+    assert ledger(r, "event_id", "buyer_id", "beneficiary_id", "credit") == [
+        (1, "cy", "bob", 50),
+        (1, "cy", "ann", 25),
+        (3, "bob", "ann", 20),
+        (4, "cy", "bob", 500),
+        (4, "cy", "ann", 250),
+    ]
+    assert r.ledger.column("buyer_id").type == pa.string()
+    assert r.issues.column("row").to_pylist() == [1]
