@@ -1036,10 +1036,14 @@ fn build(
                 IdRef::Str(_) => unreachable!("kinds checked"),
             },
         )),
-        IdKind::Str => crate::ids::gather_strings(&order, |r| match key_of_row(r) {
-            IdRef::Str(s) => s,
-            IdRef::Int(_) => unreachable!("kinds checked"),
-        }),
+        IdKind::Str => crate::ids::gather_strings(
+            &order,
+            |_| {},
+            |r| match key_of_row(r) {
+                IdRef::Str(s) => s,
+                IdRef::Int(_) => unreachable!("kinds checked"),
+            },
+        ),
     });
     let joined_new: Option<Vec<i64>> = input.joined_at.map(|(vals, valid)| {
         crate::par::gather(
