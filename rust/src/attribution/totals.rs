@@ -446,25 +446,38 @@ fn leaderboard<T: Money>(
         return sorted_indices(keyed);
     }
     if T::ZERO.order_key().is_some() {
-        // String ids: sort by the credit key alone (integers, no random
-        // reads in the comparisons), then each run of equal credits by id
-        // — a comparator reading the credit and both ids per comparison
-        // took most of the leaderboard's time.
-        let mut keyed: Vec<(u64, u32)> = (0..users.len())
+        // String ids: sort integers — the credit key, then the id's first 8
+        // bytes big-endian (zero-padded: the same order as the bytes where
+        // they differ) — and only runs that tie on both by the whole id. A
+        // comparator reading the credit and both ids per comparison took
+        // most of the leaderboard's time.
+        let prefix = |u: UserIx| match ids.get(u) {
+            crate::ids::IdRef::Str(b) => {
+                let mut w = [0u8; 8];
+                let n = b.len().min(8);
+                w[..n].copy_from_slice(&b[..n]);
+                u64::from_be_bytes(w)
+            }
+            crate::ids::IdRef::Int(x) => x as u64 ^ 1 << 63,
+        };
+        let mut keyed: Vec<(u64, u64, u32)> = (0..users.len())
             .into_par_iter()
-            .map(|i| (!credit(i).order_key().unwrap_or(0), i as u32))
+            .map(|i| {
+                let c = !credit(i).order_key().unwrap_or(0);
+                (c, prefix(users[i]), i as u32)
+            })
             .collect();
         keyed.par_sort_unstable();
         keyed
-            .par_chunk_by_mut(|a, b| a.0 == b.0)
+            .par_chunk_by_mut(|a, b| (a.0, a.1) == (b.0, b.1))
             .filter(|run| run.len() > 1)
             .for_each(|run| {
                 run.sort_unstable_by(|x, y| {
-                    ids.get(users[x.1 as usize])
-                        .cmp(&ids.get(users[y.1 as usize]))
+                    ids.get(users[x.2 as usize])
+                        .cmp(&ids.get(users[y.2 as usize]))
                 })
             });
-        return keyed.par_iter().map(|&(_, i)| i).collect();
+        return keyed.par_iter().map(|&(_, _, i)| i).collect();
     }
     let mut order: Vec<u32> = (0..users.len() as u32).collect();
     order.par_sort_unstable_by(|&x, &y| {
@@ -551,8 +564,18 @@ mod tests {
         // Ids whose byte order differs from their user order, credits with
         // long runs of ties (int and float), in scrambled paid order.
         let n = 5_000usize;
+        // Short ids, ids past 8 bytes that share their first 8 (the sort's
+        // integer prefix), and ids ending in NUL bytes (which pad alike).
         let names: Vec<Vec<u8>> = (0..n)
-            .map(|i| format!("u{}", (i * 7_919) % n).into_bytes())
+            .map(|i| {
+                let k = (i * 7_919) % n;
+                match i % 3 {
+                    0 => format!("u{k}"),
+                    1 => format!("customer-{k}"),
+                    _ => format!("u{k}\0"),
+                }
+                .into_bytes()
+            })
             .collect();
         let f = crate::forest::test_forest_str(&names);
         let paid: Vec<UserIx> = (0..n as u32).map(|u| u * 1_201 % n as u32).collect();
