@@ -540,23 +540,24 @@ impl StrSlots {
             let a = (s.at & ((1 << STR_START_BITS) - 1)) as usize;
             &data[a..a + (s.at >> STR_START_BITS) as usize]
         };
-        // Per key in flight: (hash, home slot); usize::MAX: no key.
-        let mut ring = [(0u64, usize::MAX); RING];
+        // Per key in flight: (hash, home slot, key), read once.
+        let mut ring: [(u64, usize, Option<&'q [u8]>); RING] = [(0, 0, None); RING];
         for i in 0..n + 2 * AHEAD {
             if i < n {
-                ring[i % RING] = match keys(i) {
+                let k = keys(i);
+                ring[i % RING] = match k {
                     Some(k) => {
                         let h = IdRef::Str(k).hash();
                         let home = (h >> self.shift) as usize;
                         prefetch(&self.slots[home]);
-                        (h, home)
+                        (h, home, Some(k))
                     }
-                    None => (0, usize::MAX),
+                    None => (0, 0, None),
                 };
             }
             if let Some(j) = i.checked_sub(AHEAD).filter(|&j| j < n) {
-                let (h, home) = ring[j % RING];
-                if home != usize::MAX {
+                let (h, home, k) = ring[j % RING];
+                if k.is_some() {
                     let tag = h as u32;
                     let mut at = home;
                     loop {
@@ -575,8 +576,8 @@ impl StrSlots {
                 }
             }
             if let Some(j) = i.checked_sub(2 * AHEAD).filter(|&j| j < n) {
-                let (h, home) = ring[j % RING];
-                out[j] = match keys(j).filter(|_| home != usize::MAX) {
+                let (h, home, k) = ring[j % RING];
+                out[j] = match k {
                     None => NO_USER,
                     Some(k) => {
                         let tag = h as u32;
