@@ -36,11 +36,12 @@
 //! reused by the next request of the same class. A reaper thread
 //! (`start_reaper`; a forked child starts its own with its worker pool)
 //! gives blocks back when they expire, whether or not the process calls
-//! the allocator again. A request that finds none takes the
-//! kept block nearest in size and resizes it with `mremap` (the kernel
-//! moves its pages: no copy, no fault), so kept blocks neither pile up nor
-//! go cold (they still count in the peak until reused); growing Vecs move
-//! their pages the same way. `release_cached()` hands the kept blocks back
+//! the allocator again. A request that finds none borrows a kept block
+//! up to twice its class whole, else grows the largest smaller one with
+//! `mremap` (the kernel moves its pages: no copy, no fault), so kept blocks
+//! neither pile up nor go cold (they still count in the peak until
+//! reused); growing Vecs move their pages the same way. No block is
+//! shrunk to serve a request (see `Cache::find`). `release_cached()` hands the kept blocks back
 //! at once; `REFERRALGRAPH_ALLOC_CACHE_MB=0` turns the cache
 //! off. Smaller blocks go straight to the system allocator.
 //!
@@ -1001,7 +1002,7 @@ mod tests {
             let three = a.alloc(l3);
             // Another class: the kept block is resized for it (its pages
             // reused), not kept beside a fresh mapping.
-            assert_eq!(cached_bytes(), 0, "a miss takes the nearest block");
+            assert_eq!(cached_bytes(), 0, "a miss grows the largest smaller block");
             *three.add(3 * HUGE - 1) = 4;
             let two = a.alloc(l2);
             a.dealloc(three, l3);
