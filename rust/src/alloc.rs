@@ -41,9 +41,9 @@
 //! `mremap` (the kernel moves its pages: no copy, no fault), so kept blocks
 //! neither pile up nor go cold (they still count in the peak until
 //! reused); growing Vecs move their pages the same way. No block is
-//! shrunk to serve a request (see `Cache::find`). `release_cached()` hands the kept blocks back
-//! at once; `REFERRALGRAPH_ALLOC_CACHE_MB=0` turns the cache
-//! off. Smaller blocks go straight to the system allocator.
+//! shrunk to serve a request (see `Cache::find`). `release_cached()`
+//! hands the kept blocks back at once; `REFERRALGRAPH_ALLOC_CACHE_MB=0`
+//! turns the cache off. Smaller blocks go straight to the system allocator.
 //!
 //! Install it in a binary or cdylib with
 //! `#[global_allocator] static A: HugePageAlloc = HugePageAlloc;`.
@@ -93,6 +93,13 @@ fn class_size(size: usize) -> usize {
     let pages = size.div_ceil(page).max(1) * page;
     let unit = (1usize << (usize::BITS - pages.leading_zeros()).saturating_sub(3)).max(page);
     pages.div_ceil(unit).checked_mul(unit).unwrap_or(size)
+}
+
+/// Whether a request of class `class` may borrow a kept block of `cap`
+/// bytes whole (see `Cache::find`).
+#[inline]
+fn lendable(cap: usize, class: usize) -> bool {
+    cap > class && cap / 2 <= class
 }
 
 /// Classes from `HUGE` up are 2 MB-aligned (whole huge pages).
@@ -564,10 +571,7 @@ impl Cache {
         let fits = |k: &Kept| k.ptr.is_multiple_of(align) && (!table || k.huge);
         if self.lent_len < SLOTS {
             let lend = (0..self.len)
-                .filter(|&i| {
-                    let k = &self.blocks[i];
-                    k.cap > class && k.cap / 2 <= class && fits(k)
-                })
+                .filter(|&i| lendable(self.blocks[i].cap, class) && fits(&self.blocks[i]))
                 .min_by_key(|&i| self.blocks[i].cap);
             if let Some(i) = lend {
                 let k = self.remove(i);
@@ -579,19 +583,17 @@ impl Cache {
             return None;
         }
         let grow = (0..self.len)
-            .filter(|&i| self.blocks[i].cap < class && (!table || self.blocks[i].huge))
+            .filter(|&i| self.blocks[i].cap < class && fits(&self.blocks[i]))
             .max_by_key(|&i| self.blocks[i].cap)?;
         Some(Found::Resize(self.remove(grow)))
     }
 
-    /// Records a block handed out for a smaller class (false: no room).
-    fn lend(&mut self, ptr: usize, cap: usize) -> bool {
-        if self.lent_len == SLOTS {
-            return false;
+    /// Records a block handed out for a smaller class (if there is room).
+    fn lend(&mut self, ptr: usize, cap: usize) {
+        if self.lent_len < SLOTS {
+            self.lent[self.lent_len] = (ptr, cap);
+            self.lent_len += 1;
         }
-        self.lent[self.lent_len] = (ptr, cap);
-        self.lent_len += 1;
-        true
     }
 
     /// The mapping's size of a handed-out block whose request has class
@@ -801,7 +803,8 @@ fn ensure_reaper(first: bool) {
 // `GlobalAlloc` contract) is a private anonymous mapping of exactly its
 // class size, or of the size the cache records for it as lent, aligned as
 // its request asks; it is unmapped or kept on dealloc, and a kept block is
-// owned by the cache alone until `obtain` hands it out again. Other blocks go to `System` untouched.
+// owned by the cache alone until `obtain` hands it out again. Other blocks
+// go to `System` untouched.
 unsafe impl GlobalAlloc for HugePageAlloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
@@ -847,7 +850,7 @@ unsafe impl GlobalAlloc for HugePageAlloc {
             let old = lock().size_of(ptr as usize, class, false);
             // A lent block stays while the new class could have borrowed
             // it (see `Cache::find`): it is still recorded with its size.
-            if new == old || (old > class && new < old && old / 2 <= new) {
+            if new == old || (old > class && lendable(old, new)) {
                 return ptr;
             }
             // From here the block moves or is resized: no longer lent.
