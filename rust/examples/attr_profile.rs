@@ -12,7 +12,12 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(2_000_000);
-    let (r, e) = program(&Params::new(n, 0));
+    // RG_EVENTS=k: k events per user on average (the Python bench's 5).
+    let mut params = Params::new(n, 0);
+    if let Some(k) = std::env::var("RG_EVENTS").ok().and_then(|s| s.parse().ok()) {
+        params.events_per_user = k;
+    }
+    let (r, e) = program(&params);
     // RG_STR=1: the same program with string ids ("u" + the number).
     let strings = std::env::var_os("RG_STR").is_some();
     let as_str = |v: &[i64], valid: Option<&[bool]>| {
@@ -41,6 +46,11 @@ fn main() {
         };
     }
     let f = Forest::build(&input, OnInvalid::Raise).unwrap().forest;
+    // RG_RELEASE=1: the calls start with no kept blocks (as after
+    // `release_memory()`), not with those the generation and build freed.
+    if std::env::var_os("RG_RELEASE").is_some() {
+        referralgraph_core::alloc::release_cached();
+    }
     let ev = EventInput {
         buyer: if strings {
             IdSlice::Str {
