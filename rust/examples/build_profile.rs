@@ -16,7 +16,11 @@ fn main() {
     let (r, e) = program(&Params::new(n, 0));
     eprintln!("generate: {:?}", t.elapsed());
     // Twice: the first build pays the page faults of fresh memory.
-    for _ in 0..2 {
+    let reps: usize = std::env::var("RG_REPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    for _ in 0..reps {
         let t = Instant::now();
         let f = Forest::build(&r.input(), OnInvalid::Raise).unwrap().forest;
         eprintln!("build: {:?} ({} users)", t.elapsed(), f.num_users());
