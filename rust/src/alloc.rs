@@ -31,8 +31,9 @@
 //! of 0.26 s. So blocks from 256 KB up are private mappings in size classes;
 //! freed ones are kept (up to 1/8 of RAM — of the cgroup's limit in a
 //! container, see `limit_memory_to` — at most 4 GiB, for at most 10 s,
-//! as jemalloc's decay does; beyond that up to half the RAM for at most
-//! 1 s, so the next call of a loop over large inputs finds its memory) and
+//! as jemalloc's decay does; beyond that up to half the RAM until 1 s
+//! after the crate's last call in flight ended (`busy`), so the next call
+//! of a loop over large inputs finds its memory) and
 //! reused by the next request of the same class. A reaper thread
 //! (`start_reaper`; a forked child starts its own with its worker pool)
 //! gives blocks back when they expire, whether or not the process calls
@@ -57,7 +58,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::UnsafeCell;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 /// Blocks of at least this many bytes are 2 MB-aligned (and may be advised).
 const HUGE: usize = 4 << 20;
@@ -75,8 +76,9 @@ const SLOTS: usize = 256;
 /// A kept block unused this long is given back.
 const DECAY_NS: u64 = 10_000_000_000;
 /// Kept bytes beyond the base limit (up to the burst limit) are given back
-/// after this long: enough for the next call of a loop to reuse them, short
-/// enough that other work after the loop finds the memory free.
+/// after this long with no call in flight (see `idle_since`): enough for
+/// the next call of a loop to reuse them, short enough that other work
+/// after the loop finds the memory free.
 const BURST_DECAY_NS: u64 = 1_000_000_000;
 
 pub struct HugePageAlloc;
@@ -556,9 +558,10 @@ impl Cache {
     }
 
     /// Takes out blocks unused for `DECAY_NS`, then, oldest first, those
-    /// beyond the base limit unused for `BURST_DECAY_NS`. Returns how long
+    /// beyond the base limit unused for `BURST_DECAY_NS` since they were
+    /// freed and since `idle_since` (see [`idle_since`]). Returns how long
     /// until the next block expires (`None`: none kept).
-    fn decay(&mut self, now: u64, base: usize, out: &mut Evicted) -> Option<u64> {
+    fn decay(&mut self, now: u64, base: usize, idle_since: u64, out: &mut Evicted) -> Option<u64> {
         let mut i = 0;
         while i < self.len {
             if now.saturating_sub(self.blocks[i].at_ns) > DECAY_NS {
@@ -569,7 +572,7 @@ impl Cache {
         }
         while self.bytes > base {
             let oldest = self.oldest();
-            let age = now.saturating_sub(self.blocks[oldest].at_ns);
+            let age = now.saturating_sub(self.blocks[oldest].at_ns.max(idle_since));
             if age <= BURST_DECAY_NS {
                 return Some(BURST_DECAY_NS - age);
             }
@@ -712,6 +715,9 @@ pub fn fork_handlers() {
         }
         extern "C" fn after_in_child() {
             STARTING.store(false, Ordering::Relaxed);
+            // Calls in flight in other threads of the parent are not the
+            // child's.
+            BUSY.store(0, Ordering::Relaxed);
             CACHE.release();
         }
         static ONCE: std::sync::Once = std::sync::Once::new();
@@ -738,7 +744,10 @@ unsafe fn obtain(layout: &Layout) -> (*mut u8, bool) {
         None
     } else {
         let mut c = lock();
-        c.decay(now_ns(), l.base, &mut out);
+        {
+            let now = now_ns();
+            c.decay(now, l.base, idle_since(now), &mut out)
+        };
         c.find(class, layout.align(), table)
     };
     out.free();
@@ -762,6 +771,47 @@ unsafe fn obtain(layout: &Layout) -> (*mut u8, bool) {
         lock().advised(p as usize);
     }
     (p, zero)
+}
+
+/// Calls in flight (see [`busy`]).
+static BUSY: AtomicUsize = AtomicUsize::new(0);
+/// When the last call in flight ended (`now_ns`).
+static IDLE_SINCE_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Marks a call in flight until the guard drops: kept blocks beyond the
+/// base limit age only while none is (`Cache::decay`). `pool::run` takes
+/// one, so every parallel call of the crate counts.
+pub fn busy() -> Busy {
+    BUSY.fetch_add(1, Ordering::AcqRel);
+    Busy(())
+}
+
+/// See [`busy`].
+pub struct Busy(());
+
+/// Since when no call has been in flight (`now` while one is): kept blocks
+/// beyond the base limit age only from then on, so a loop's next call
+/// finds its memory however long the work between its calls takes (at 10M
+/// users the 2 s graph build between two attributions cost the second 1M
+/// page faults when they aged from their freeing).
+fn idle_since(now: u64) -> u64 {
+    match BUSY.load(Ordering::Acquire) {
+        0 => IDLE_SINCE_NS.load(Ordering::Acquire),
+        _ => now,
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        IDLE_SINCE_NS.store(now_ns(), Ordering::Release);
+        if BUSY.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // The reaper may sleep until a time computed while busy.
+            // SAFETY: a non-null REAPER points to a leaked `Reaper`.
+            if let Some(r) = unsafe { REAPER.load(Ordering::Acquire).as_ref() } {
+                r.thread.unpark();
+            }
+        }
+    }
 }
 
 /// Gives every kept block back to the system; returns the bytes released.
@@ -826,7 +876,8 @@ fn ensure_reaper(first: bool) {
             .name("referralgraph-reaper".into())
             .spawn(|| loop {
                 let mut out = Evicted::new();
-                let wait = lock().decay(now_ns(), limits().base, &mut out);
+                let now = now_ns();
+                let wait = lock().decay(now, limits().base, idle_since(now), &mut out);
                 // SAFETY: evicted blocks are no longer in the cache nor in use.
                 unsafe { out.free() };
                 match wait {
@@ -984,7 +1035,7 @@ unsafe fn give_back(ptr: usize, cap: usize) {
             out.push(k);
             false
         } else {
-            c.decay(now, l.base, &mut out);
+            c.decay(now, l.base, idle_since(now), &mut out);
             c.keep(k, l.burst, &mut out);
             true
         }
@@ -1437,23 +1488,67 @@ mod tests {
         // At 0.5 s nothing has expired; the oldest is over the base limit
         // and goes at 1 s.
         let mut out = Evicted::new();
-        assert_eq!(c.decay(100 * s + s / 2, 2 * HUGE, &mut out), Some(s / 2));
+        assert_eq!(c.decay(100 * s + s / 2, 2 * HUGE, 0, &mut out), Some(s / 2));
         assert_eq!(out.len, 0);
         // At 2.2 s the oldest has gone (beyond the base, over 1 s old); the
         // rest are within the base and wait for the 10 s decay of the one
         // freed at 1 s.
         assert_eq!(
-            c.decay(100 * s + 22 * s / 10, 2 * HUGE, &mut out),
+            c.decay(100 * s + 22 * s / 10, 2 * HUGE, 0, &mut out),
             Some(88 * s / 10)
         );
         assert_eq!((out.len, out.blocks[0].0), (1, HUGE));
         assert_eq!(c.bytes, 2 * HUGE);
         // At 11.2 s the block freed at 1 s has decayed; at 12 s both.
         assert_eq!(
-            c.decay(100 * s + 112 * s / 10, 2 * HUGE, &mut out),
+            c.decay(100 * s + 112 * s / 10, 2 * HUGE, 0, &mut out),
             Some(3 * s / 10)
         );
-        assert_eq!(c.decay(100 * s + 12 * s, 2 * HUGE, &mut out), None);
+        assert_eq!(c.decay(100 * s + 12 * s, 2 * HUGE, 0, &mut out), None);
         assert_eq!((out.len, c.len, c.bytes), (3, 0, 0));
+
+        // Beyond the base a block ages only while no call is in flight:
+        // freed at 0 s, a call running until 3 s keeps it until 4 s.
+        let mut out = Evicted::new();
+        for i in 0..3 {
+            let k = Kept {
+                ptr: (i + 1) * HUGE,
+                cap: HUGE,
+                at_ns: 100 * s,
+                huge: false,
+            };
+            c.keep(k, usize::MAX, &mut none);
+        }
+        let busy_at = |t: u64| 100 * s + t;
+        assert_eq!(
+            c.decay(busy_at(2 * s), 2 * HUGE, busy_at(2 * s), &mut out),
+            Some(s)
+        );
+        assert_eq!(
+            c.decay(busy_at(7 * s / 2), 2 * HUGE, 103 * s, &mut out),
+            Some(s / 2)
+        );
+        assert_eq!(out.len, 0);
+        c.decay(busy_at(41 * s / 10), 2 * HUGE, 103 * s, &mut out);
+        assert_eq!((out.len, c.bytes), (1, 2 * HUGE));
+    }
+
+    #[test]
+    fn the_idle_clock_starts_when_the_last_call_ends() {
+        // In a child: the count of calls in flight is process-wide.
+        crate::pool::in_forked_child(|| {
+            let before = now_ns();
+            let outer = busy();
+            let inner = busy();
+            let t = now_ns();
+            let held = idle_since(t) == t;
+            drop(inner);
+            let still = idle_since(t + 1) == t + 1;
+            let ended = now_ns();
+            drop(outer);
+            let since = idle_since(u64::MAX);
+            held && still && since >= ended && since <= now_ns() && since >= before
+        })
+        .unwrap();
     }
 }

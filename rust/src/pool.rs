@@ -70,6 +70,7 @@ fn build() -> ThreadPool {
 /// Runs `f` on this process's pool: its parallel iterators use the pool's
 /// threads (inline when already on one of them).
 pub fn run<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    let _busy = crate::alloc::busy();
     pool().install(f)
 }
 
