@@ -102,10 +102,11 @@ static COLOR: AtomicUsize = AtomicUsize::new(0);
 /// alignment. Blocks are mappings of whole pages; columns written side by
 /// side (a ledger's seven) at the same offset in their pages would share
 /// the L1's sets and, on AMD Zen, its way predictor's tags (hashed from the
-/// address bits above the page offset): measured here, seven 896 MB
-/// streams whose blocks start 896 MB apart write in 8 s, 64 bytes apart
-/// within their pages in 0.45 s; and an attribution over 10M users took
-/// 2.8 s or 1.4 s as its columns' addresses happened to fall.
+/// address bits above the page offset): measured here
+/// (`examples/streams_profile.rs`), seven 896 MB columns whose blocks start
+/// 896 MB apart are written in 8 s, 64 bytes further apart each in 0.5 s;
+/// and an attribution over 10M users took 2.6-3.4 s or 1.3-1.7 s as its
+/// columns' addresses happened to fall.
 #[inline]
 fn padded(layout: &Layout) -> Layout {
     let pad = if layout.align() < PAGE_4K { PAGE_4K } else { 0 };
@@ -743,11 +744,9 @@ unsafe fn obtain(layout: &Layout) -> (*mut u8, bool) {
     let found = if l.burst == 0 {
         None
     } else {
+        let now = now_ns();
         let mut c = lock();
-        {
-            let now = now_ns();
-            c.decay(now, l.base, idle_since(now), &mut out)
-        };
+        c.decay(now, l.base, idle_since(now), &mut out);
         c.find(class, layout.align(), table)
     };
     out.free();
@@ -804,7 +803,12 @@ fn idle_since(now: u64) -> u64 {
 impl Drop for Busy {
     fn drop(&mut self) {
         IDLE_SINCE_NS.store(now_ns(), Ordering::Release);
-        if BUSY.fetch_sub(1, Ordering::AcqRel) == 1 {
+        // Saturating: a guard taken before a fork drops in a child whose
+        // count was reset.
+        let was = BUSY.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            Some(n.saturating_sub(1))
+        });
+        if was == Ok(1) {
             // The reaper may sleep until a time computed while busy.
             // SAFETY: a non-null REAPER points to a leaked `Reaper`.
             if let Some(r) = unsafe { REAPER.load(Ordering::Acquire).as_ref() } {
@@ -907,9 +911,8 @@ fn ensure_reaper(first: bool) {
 // class of its `padded` size, or of the size the cache records for it as
 // lent, its data `colored` less than a page in (so `block_of` finds the
 // mapping) and aligned as the request asks; it is unmapped or kept on
-// dealloc, and a kept block is
-// owned by the cache alone until `obtain` hands it out again. Other blocks
-// go to `System` untouched.
+// dealloc, and a kept block is owned by the cache alone until `obtain`
+// hands it out again. Other blocks go to `System` untouched.
 unsafe impl GlobalAlloc for HugePageAlloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
@@ -1261,34 +1264,37 @@ mod tests {
 
     #[test]
     fn blocks_held_side_by_side_start_at_different_cache_lines() {
-        let a = HugePageAlloc;
-        for align in [8, 64, 128] {
-            let l = Layout::from_size_align(HUGE, align).unwrap();
-            let held: Vec<_> = (0..PAGE_4K / align.max(LINE))
-                .map(|_| unsafe { a.alloc(l) })
-                .collect();
-            let mut offsets: Vec<_> = held.iter().map(|&p| p as usize % PAGE_4K).collect();
-            offsets.sort();
-            offsets.dedup();
-            assert_eq!(
-                offsets.len(),
-                held.len(),
-                "every offset once, align {align}"
-            );
-            for &p in &held {
-                assert_eq!(p as usize % align.max(LINE), 0);
-                // The whole request lies in its block.
-                unsafe {
-                    *p.add(l.size() - 1) = 1;
-                    a.dealloc(p, l);
+        // In a child: other tests' allocations would advance the offsets.
+        crate::pool::in_forked_child(|| {
+            let a = HugePageAlloc;
+            let mut ok = true;
+            for align in [8, 64, 128] {
+                let l = Layout::from_size_align(HUGE, align).unwrap();
+                let held: Vec<_> = (0..PAGE_4K / align.max(LINE))
+                    .map(|_| unsafe { a.alloc(l) })
+                    .collect();
+                let mut offsets: Vec<_> = held.iter().map(|&p| p as usize % PAGE_4K).collect();
+                offsets.sort();
+                offsets.dedup();
+                // Every offset once, each aligned as asked.
+                ok &= offsets.len() == held.len();
+                for &p in &held {
+                    ok &= (p as usize).is_multiple_of(align.max(LINE));
+                    // The whole request lies in its block.
+                    unsafe {
+                        *p.add(l.size() - 1) = 1;
+                        a.dealloc(p, l);
+                    }
                 }
             }
-        }
-        // Page-aligned requests get the block's start.
-        let l = Layout::from_size_align(HUGE, PAGE_4K).unwrap();
-        let p = unsafe { a.alloc(l) };
-        assert_eq!(p as usize % PAGE_4K, 0);
-        unsafe { a.dealloc(p, l) };
+            // Page-aligned requests get the block's start.
+            let l = Layout::from_size_align(HUGE, PAGE_4K).unwrap();
+            let p = unsafe { a.alloc(l) };
+            ok &= (p as usize).is_multiple_of(PAGE_4K);
+            unsafe { a.dealloc(p, l) };
+            ok
+        })
+        .unwrap();
     }
 
     #[test]
