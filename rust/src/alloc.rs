@@ -18,7 +18,7 @@
 //! scope would map it fresh (`benches/huge_pages.py`, a first HLL reach at
 //! 1M users: 1.7-2.4 s with the registers as a table, 0.5-0.8 s without). `benches/huge_pages.py` measures
 //! the modes: first calls about half as long as with every block advised,
-//! warm calls the same within this VM's noise. A
+//! warm calls within a few hundredths of a second of it. A
 //! table's block is kept as advised when freed (the cache tracks which
 //! handed-out blocks are), so the next graph's tables take it warm.
 //! `REFERRALGRAPH_HUGE_PAGES=all` advises every block from 4 MB up (the
