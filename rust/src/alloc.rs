@@ -97,6 +97,13 @@ const LINE: usize = 64;
 /// Cycles the offsets of kept blocks' data (see `padded`).
 static COLOR: AtomicUsize = AtomicUsize::new(0);
 
+/// Whether a kept request's data is offset into its block (`padded`):
+/// unless it asks for page alignment.
+#[inline]
+fn offset_data(layout: &Layout) -> bool {
+    layout.align() < PAGE_4K
+}
+
 /// The block a kept request takes: a page more than it asks for, its data
 /// starting a few cache lines in (`colored`), unless it asks for page
 /// alignment. Blocks are mappings of whole pages; columns written side by
@@ -109,7 +116,7 @@ static COLOR: AtomicUsize = AtomicUsize::new(0);
 /// columns' addresses happened to fall.
 #[inline]
 fn padded(layout: &Layout) -> Layout {
-    let pad = if layout.align() < PAGE_4K { PAGE_4K } else { 0 };
+    let pad = if offset_data(layout) { PAGE_4K } else { 0 };
     // SAFETY: the alignment is the layout's, and `is_kept` sizes are far
     // below `isize::MAX` minus a page.
     unsafe { Layout::from_size_align_unchecked(layout.size() + pad, layout.align()) }
@@ -120,7 +127,7 @@ fn padded(layout: &Layout) -> Layout {
 /// offset comes round).
 #[inline]
 fn colored(p: *mut u8, layout: &Layout) -> *mut u8 {
-    if p.is_null() || layout.align() >= PAGE_4K {
+    if p.is_null() || !offset_data(layout) {
         return p;
     }
     let step = layout.align().max(LINE);
@@ -132,7 +139,7 @@ fn colored(p: *mut u8, layout: &Layout) -> *mut u8 {
 /// The block (the mapping's start) a kept request's data `ptr` lies in.
 #[inline]
 fn block_of(ptr: *mut u8, layout: &Layout) -> usize {
-    if layout.align() < PAGE_4K {
+    if offset_data(layout) {
         ptr as usize & !(PAGE_4K - 1)
     } else {
         ptr as usize
@@ -772,6 +779,15 @@ unsafe fn obtain(layout: &Layout) -> (*mut u8, bool) {
     (p, zero)
 }
 
+/// Wakes the reaper to recompute when the next block expires (no
+/// allocation: a futex wake).
+fn wake_reaper() {
+    // SAFETY: a non-null REAPER points to a leaked `Reaper`.
+    if let Some(r) = unsafe { REAPER.load(Ordering::Acquire).as_ref() } {
+        r.thread.unpark();
+    }
+}
+
 /// Calls in flight (see [`busy`]).
 static BUSY: AtomicUsize = AtomicUsize::new(0);
 /// When the last call in flight ended (`now_ns`).
@@ -810,10 +826,7 @@ impl Drop for Busy {
         });
         if was == Ok(1) {
             // The reaper may sleep until a time computed while busy.
-            // SAFETY: a non-null REAPER points to a leaked `Reaper`.
-            if let Some(r) = unsafe { REAPER.load(Ordering::Acquire).as_ref() } {
-                r.thread.unpark();
-            }
+            wake_reaper();
         }
     }
 }
@@ -1044,12 +1057,9 @@ unsafe fn give_back(ptr: usize, cap: usize) {
         }
     };
     if kept {
-        // SAFETY: a non-null REAPER points to a leaked `Reaper`.
-        if let Some(r) = unsafe { REAPER.load(Ordering::Acquire).as_ref() } {
-            // The reaper may be parked with nothing kept: wake it to time
-            // this block's expiry. (No allocation: a futex wake.)
-            r.thread.unpark();
-        }
+        // The reaper may be parked with nothing kept: it times this
+        // block's expiry.
+        wake_reaper();
     }
     out.free();
 }
@@ -1060,12 +1070,12 @@ mod tests {
 
     /// The block a kept request's data lies in (its data is `colored`).
     fn at(p: *mut u8) -> usize {
-        p as usize & !(PAGE_4K - 1)
+        block_of(p, &Layout::new::<u64>())
     }
 
     /// The class of a kept request of `size` bytes (its block is `padded`).
     fn cls(size: usize) -> usize {
-        class_size(size + PAGE_4K)
+        class_size(padded(&Layout::from_size_align(size, 8).unwrap()).size())
     }
 
     #[test]
