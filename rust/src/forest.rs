@@ -650,16 +650,33 @@ fn lookup_chunks(
 }
 
 fn int_range(cols: &[(IdSlice<'_>, Option<&[bool]>)]) -> Option<(i64, i64)> {
+    const CHUNK: usize = 1 << 16;
     let mut range: Option<(i64, i64)> = None;
     for (col, valid) in cols {
         if let IdSlice::Int(v) = col {
-            let r = v
-                .par_iter()
+            // Plain loops over fixed chunks vectorise (a lane-wise min and
+            // max); a filtered parallel iterator took ten times as long.
+            let (lo, hi) = v
+                .par_chunks(CHUNK)
                 .enumerate()
-                .filter(|(i, _)| valid.is_none_or(|m| m[*i]))
-                .map(|(_, &x)| (x, x))
-                .reduce_with(|a, b| (a.0.min(b.0), a.1.max(b.1)));
-            if let Some((lo, hi)) = r {
+                .map(|(c, xs)| {
+                    let fold = |(lo, hi): (i64, i64), (x, ok): (i64, bool)| {
+                        (
+                            if ok { lo.min(x) } else { lo },
+                            if ok { hi.max(x) } else { hi },
+                        )
+                    };
+                    let empty = (i64::MAX, i64::MIN);
+                    match valid {
+                        None => xs.iter().map(|&x| (x, true)).fold(empty, fold),
+                        Some(m) => {
+                            let m = &m[c * CHUNK..c * CHUNK + xs.len()];
+                            xs.iter().zip(m).map(|(&x, &ok)| (x, ok)).fold(empty, fold)
+                        }
+                    }
+                })
+                .reduce(|| (i64::MAX, i64::MIN), |a, b| (a.0.min(b.0), a.1.max(b.1)));
+            if lo <= hi {
                 range = Some(range.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
             }
         }
@@ -1613,6 +1630,36 @@ mod tests {
         assert_eq!(f.children(0), &[1]);
         assert_eq!(f.lookup(IdRef::Int(2)), Some(2));
         assert_eq!(f.lookup(IdRef::Int(7)), None);
+    }
+
+    #[test]
+    fn id_range_skips_masked_values_in_every_chunk() {
+        // Three chunks and a tail; masked values far outside the range.
+        let n = 3 * (1 << 16) + 77;
+        let ids: Vec<i64> = (0..n as i64).map(|i| (i * 7919) % 100_003).collect();
+        let valid: Vec<bool> = (0..n).map(|i| i % 5 != 3).collect();
+        let mut masked = ids.clone();
+        for (x, &ok) in masked.iter_mut().zip(&valid) {
+            if !ok {
+                *x = if x.is_positive() { i64::MAX } else { i64::MIN };
+            }
+        }
+        let kept = || {
+            ids.iter()
+                .zip(&valid)
+                .filter(|(_, &ok)| ok)
+                .map(|(&x, _)| x)
+        };
+        let want = (kept().min().unwrap(), kept().max().unwrap());
+        let col = (IdSlice::Int(&masked), Some(valid.as_slice()));
+        assert_eq!(int_range(&[col]), Some(want));
+        let none = vec![false; n];
+        assert_eq!(int_range(&[(IdSlice::Int(&masked), Some(&none))]), None);
+        // Columns widen each other; an unmasked column counts every value.
+        let wide = [-5i64, 200_000];
+        let both = int_range(&[col, (IdSlice::Int(&wide), None)]);
+        assert_eq!(both, Some((-5, 200_000)));
+        assert_eq!(int_range(&[]), None);
     }
 
     #[test]
