@@ -12,7 +12,8 @@
 //! `ids`). `extend` appends new users after the old ones in their own BFS
 //! order, which keeps the numbering topological.
 //! Memory: ids + 16 bytes per user (parent, depth, child offset, child) + the
-//! id index (about 6.4 bytes per user hashed, 4 to 8 dense).
+//! id index (about 6.4 bytes per user hashed, 4 to 8 dense; hashed integer
+//! ids also keep the build's keyed table, about 32).
 
 use crate::once::ForkOnce;
 use rayon::prelude::*;
@@ -124,7 +125,8 @@ pub struct Forest {
     pub(crate) up: ForkOnce<Vec<[UserIx; UP]>>,
     /// Those ancestors with their ids (integer ids), built on first use.
     pub(crate) chains: ForkOnce<Vec<Chain>>,
-    /// The id index with keys in its slots (integer ids), built on first use.
+    /// The id index with keys in its slots (integer ids): the build's own
+    /// table for a new graph, else built on first use.
     pub(crate) keyed: ForkOnce<Option<KeyedSlots>>,
     /// The id index with hash tags and byte places in its slots (string
     /// ids), built on first use.
@@ -258,8 +260,9 @@ impl Forest {
     }
     /// User indices of integer ids `keys` (`NO_USER`: absent or not
     /// `keep(row)`), in parallel. A hash index is read through its keyed
-    /// copy (built on first use: 16 bytes per slot, about 32 per user),
-    /// one random cache line per key.
+    /// copy (kept by the build, or built on first use after `extend` or a
+    /// load: 16 bytes per slot, about 32 per user), one random cache line
+    /// per key.
     pub fn lookup_ints(&self, keys: &[i64], keep: impl Fn(usize) -> bool + Sync) -> Vec<UserIx> {
         let IdValues::Int(ids) = &self.ids else {
             return vec![NO_USER; keys.len()];
@@ -336,10 +339,10 @@ impl Forest {
     }
 
     /// Heap bytes held by the graph (ids, structure, index, attributes),
-    /// the tables built on first use included (after a first attribution
-    /// on integer ids, chains and the keyed index add about 90 bytes per
-    /// user: see `chains` and `lookup_ints`; on string ids the tagged index
-    /// about 32: see `lookup_many`).
+    /// the tables built on first use included (a first attribution on
+    /// integer ids adds chains, 64 bytes per user, to the keyed index the
+    /// build kept, about 32: see `chains` and `lookup_ints`; on string ids
+    /// the tagged index, about 32: see `lookup_many`).
     pub fn heap_bytes(&self) -> usize {
         self.ids.heap_bytes()
             + self.index.heap_bytes()
@@ -684,6 +687,14 @@ fn int_range(cols: &[(IdSlice<'_>, Option<&[bool]>)]) -> Option<(i64, i64)> {
     range
 }
 
+/// The build's id -> row index. Integer ids hashed in a new graph go into
+/// a keyed table (each key in its slot: one cache line per lookup, no read
+/// of the ids column), which the graph keeps as its keyed copy.
+enum RowIndex {
+    Ids(IdIndex),
+    Keyed(KeyedSlots),
+}
+
 /// The passes of a build that report progress: the id index, the
 /// referrers' lookup, the breadth-first numbering, the cycle check and the
 /// assembly of the columns in the new order.
@@ -762,25 +773,31 @@ fn build(
         Some(b) => lookup_par(b, n, |r| kept[r].then(|| user.get(r))),
         None => Vec::new(),
     };
-    let mut index = IdIndex::for_ids(user.kind(), n, range);
+    let new_row = |r: usize| kept[r] && in_base.get(r).is_none_or(|&ix| ix == NO_USER);
+    let (mut index, first_seen) = match user {
+        IdSlice::Int(ids)
+            if base.is_none() && IdIndex::dense_span(IdKind::Int, n, range).is_none() =>
+        {
+            let (keyed, dups) = KeyedSlots::fill(n, |r| new_row(r).then(|| ids[r]));
+            (RowIndex::Keyed(keyed), dups)
+        }
+        _ => {
+            let mut index = IdIndex::for_ids(user.kind(), n, range);
+            let dups = index.insert_many(
+                n,
+                |r| new_row(r).then(|| user.get(r)),
+                |v| user.get(v as usize),
+            );
+            (RowIndex::Ids(index), dups)
+        }
+    };
     let mut dups: Vec<(u32, Option<u32>)> = in_base
         .iter()
         .enumerate()
         .filter(|(_, &ix)| ix != NO_USER)
         .map(|(r, _)| (r as u32, None))
         .collect();
-    dups.extend(
-        index
-            .insert_many(
-                n,
-                |r| {
-                    (kept[r] && in_base.get(r).is_none_or(|&ix| ix == NO_USER)).then(|| user.get(r))
-                },
-                |v| user.get(v as usize),
-            )
-            .into_iter()
-            .map(|(r, first)| (r, Some(first))),
-    );
+    dups.extend(first_seen.into_iter().map(|(r, first)| (r, Some(first))));
     dups.sort_unstable();
     for (r, first) in dups {
         let r = r as usize;
@@ -815,11 +832,14 @@ fn build(
         Some(b) => lookup_par(b, n, wanted),
         None => Vec::new(),
     };
-    let ref_row = match (user, referrer) {
-        (IdSlice::Int(users), IdSlice::Int(refs)) => {
-            lookup_ints_par(&index, users, refs, |r| wanted(r).is_some())
+    let ref_row = match (&index, user, referrer) {
+        (RowIndex::Keyed(keyed), _, IdSlice::Int(refs)) => {
+            lookup_chunks(refs, |r| wanted(r).is_some(), |k, o| keyed.get_many(k, o))
         }
-        _ => {
+        (RowIndex::Ids(index), IdSlice::Int(users), IdSlice::Int(refs)) => {
+            lookup_ints_par(index, users, refs, |r| wanted(r).is_some())
+        }
+        (RowIndex::Ids(index), _, _) => {
             let mut ref_row = vec![NO_USER; n];
             ref_row
                 .par_chunks_mut(LOOKUP_CHUNK)
@@ -836,6 +856,7 @@ fn build(
                 });
             ref_row
         }
+        (RowIndex::Keyed(_), _, IdSlice::Str { .. }) => unreachable!("keyed: integer ids"),
     };
     let mut links: Vec<Link> = (0..n)
         .into_par_iter()
@@ -886,9 +907,20 @@ fn build(
             implicit.get(v - n as u32)
         }
     };
-    index.reserve(implicit.len(), key_of_row);
-    for j in 0..implicit.len() {
-        index.insert(implicit.get(j as u32), (n + j) as u32, key_of_row);
+    match (&mut index, &implicit) {
+        (RowIndex::Keyed(keyed), IdValues::Int(roots)) => {
+            keyed.reserve(roots.len());
+            for (j, &id) in roots.iter().enumerate() {
+                keyed.insert(id, (n + j) as u32);
+            }
+        }
+        (RowIndex::Ids(index), _) => {
+            index.reserve(implicit.len(), key_of_row);
+            for j in 0..implicit.len() {
+                index.insert(implicit.get(j as u32), (n + j) as u32, key_of_row);
+            }
+        }
+        (RowIndex::Keyed(_), IdValues::Str { .. }) => unreachable!("keyed: integer ids"),
     }
 
     // 5. A self-referral is a cycle of one: the referral is dropped.
@@ -1080,9 +1112,23 @@ fn build(
         )
     });
 
+    let mut keyed = None;
     let (ids, index, parent, depth, joined_at, channels) = match base {
         None => {
-            index.remap(&pos);
+            let index = match index {
+                RowIndex::Ids(mut index) => {
+                    index.remap(&pos);
+                    index
+                }
+                // Kept as the graph's keyed copy (what its first lookup of
+                // integer ids would build).
+                RowIndex::Keyed(mut k) => {
+                    k.remap(&pos);
+                    let index = IdIndex::Hash(k.unkeyed());
+                    keyed = Some(k);
+                    index
+                }
+            };
             let channels = input.channel.map(|col| {
                 let mut ch = Channels::default();
                 encode_channels(&mut ch, col, &order, n);
@@ -1130,6 +1176,9 @@ fn build(
         }
     };
     let mut forest = assemble(ids, index, parent, depth, joined_at, channels);
+    if let Some(k) = keyed {
+        forest.keyed.get_or_init(|| Some(k));
+    }
     forest.joined_tz = base
         .and_then(|b| b.joined_tz.clone())
         .or_else(|| input.joined_tz.map(String::from));
@@ -1597,21 +1646,88 @@ mod tests {
         let f = Forest::build(&input(&users, &refs, &valid), OnInvalid::Raise)
             .unwrap()
             .forest;
+        // Ids spread wide: hashed, and the build keeps its keyed table.
+        let keyed = f
+            .keyed
+            .get()
+            .and_then(Option::as_ref)
+            .map_or(0, KeyedSlots::heap_bytes);
+        assert!(keyed >= 16 * 1000, "ids spread wide: a hash index, keyed");
         let before = f.heap_bytes();
+        assert_eq!(
+            before - keyed,
+            f.ids.heap_bytes() + f.index.heap_bytes() + 8 * 1000
+        );
         f.chains();
         let with_chains = f.heap_bytes();
         assert_eq!(with_chains - before, 1000 * std::mem::size_of::<Chain>());
         f.lookup_ints(&users, |_| true);
+        assert_eq!(
+            f.heap_bytes(),
+            with_chains,
+            "the keyed table is there already"
+        );
+        f.depth_u8();
+        assert_eq!(f.heap_bytes() - with_chains, 1000);
+        // Extended, the graph builds its keyed copy on first use.
+        let more = [1i64 << 40];
+        let g = f
+            .extend(&input(&more, &[0], &[true]), OnInvalid::Raise)
+            .unwrap()
+            .forest;
+        assert!(g.keyed.get().is_none());
+        let plain = g.heap_bytes();
+        g.lookup_ints(&more, |_| true);
+        let keyed = g
+            .keyed
+            .get()
+            .and_then(Option::as_ref)
+            .map_or(0, KeyedSlots::heap_bytes);
+        assert_eq!(g.heap_bytes() - plain, keyed);
+    }
+
+    #[test]
+    fn keyed_table_of_a_build_agrees_with_its_index() {
+        // Wide ids (hashed), a repeated id, and a third of the referrers
+        // without a row: implicit roots that make the keyed table grow.
+        let n = 3000i64;
+        let mut users: Vec<i64> = (0..n).map(|u| u * 1_000_003 + 17).collect();
+        users[2999] = users[5];
+        let refs: Vec<i64> = (0..n)
+            .map(|u| {
+                if u % 3 == 0 {
+                    -(u + 1) * 999_983
+                } else {
+                    users[(u / 2) as usize]
+                }
+            })
+            .collect();
+        let valid: Vec<bool> = (0..n).map(|u| u != 1).collect();
+        let b = Forest::build(&input(&users, &refs, &valid), OnInvalid::Drop).unwrap();
+        assert_eq!(b.issues.len(), 1, "the repeated id");
+        assert_eq!(b.issues[0].row, 2999);
+        let f = b.forest;
+        assert_eq!(f.num_users(), 2999 + 1000);
+        let ids = ids_of(&f);
         let keyed = f
             .keyed
             .get()
-            .unwrap()
-            .as_ref()
-            .map_or(0, KeyedSlots::heap_bytes);
-        assert!(keyed >= 16 * 1000, "ids spread wide: a hash index, keyed");
-        assert_eq!(f.heap_bytes() - with_chains, keyed);
-        f.depth_u8();
-        assert_eq!(f.heap_bytes() - with_chains - keyed, 1000);
+            .and_then(Option::as_ref)
+            .expect("kept by the build");
+        assert_eq!(Some(keyed), f.index.keyed(&ids).as_ref(), "slot for slot");
+        let absent = [i64::MIN, 0, 1 << 50, -999_983 * 2];
+        let keys: Vec<i64> = ids.iter().copied().chain(absent).collect();
+        let want: Vec<UserIx> = (0..ids.len() as UserIx)
+            .chain(absent.map(|_| NO_USER))
+            .collect();
+        assert_eq!(f.lookup_ints(&keys, |_| true), want);
+        for (&k, &w) in keys.iter().zip(&want) {
+            assert_eq!(
+                f.lookup(IdRef::Int(k)),
+                (w != NO_USER).then_some(w),
+                "id {k}"
+            );
+        }
     }
 
     #[test]

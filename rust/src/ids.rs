@@ -10,6 +10,7 @@
 use rayon::prelude::*;
 use std::cmp::Ordering;
 use std::fmt;
+use std::mem::MaybeUninit;
 
 /// A dense user index: 0..num_users, in topological (root-first) order.
 pub type UserIx = u32;
@@ -365,6 +366,49 @@ fn region_len(table_len: usize) -> usize {
     table_len.min(REGION)
 }
 
+/// Fills an empty table of `slots` (home slot: the top bits of a row's
+/// hash above `shift`) with rows 0..n: rows are bucketed by region in row
+/// order (a stable counting sort of `entry(i)`; `hash(i)` `None`: no row),
+/// then `fill(region, entries, dups)` fills each region in parallel, in
+/// cache. Within a region inserts follow row order, so the first row of a
+/// repeated id wins, as in a sequential build. Returns the rows bucketed
+/// and what `fill` pushed to `dups` (row, first row), in row order; `None`
+/// when a region would pass 7/8 full.
+fn fill_by_region<S: Send, E: Copy + Send + Sync>(
+    slots: &mut [S],
+    shift: u32,
+    n: usize,
+    hash: impl Fn(usize) -> Option<u64> + Sync,
+    entry: impl Fn(usize) -> E + Sync,
+    fill: impl Fn(&mut [S], &[E], &mut Vec<(u32, u32)>) + Sync,
+) -> Option<(usize, Vec<(u32, u32)>)> {
+    let rlen = region_len(slots.len());
+    let regions = slots.len() / rlen;
+    // Region = top bits of the hash (a shift: no division per row).
+    let rshift = shift + rlen.trailing_zeros();
+    let (counts, bucket) = crate::par::scatter_by_key(
+        n,
+        regions,
+        |i| hash(i).map(|h| h.checked_shr(rshift).unwrap_or(0) as usize),
+        entry,
+    );
+    if counts.windows(2).any(|w| w[1] - w[0] > rlen / 8 * 7) {
+        return None;
+    }
+    let dups: Vec<Vec<(u32, u32)>> = slots
+        .par_chunks_mut(rlen)
+        .enumerate()
+        .map(|(r, region)| {
+            let mut dups = Vec::new();
+            fill(region, &bucket[counts[r]..counts[r + 1]], &mut dups);
+            dups
+        })
+        .collect();
+    let mut dups: Vec<(u32, u32)> = dups.into_iter().flatten().collect();
+    dups.sort_unstable();
+    Some((counts[regions], dups))
+}
+
 /// The slot after `i` in a table of `table_len` slots: linear probing
 /// that wraps inside `i`'s region.
 #[inline]
@@ -390,7 +434,13 @@ pub struct KeyedSlot {
 pub struct KeyedSlots {
     slots: Vec<KeyedSlot>,
     shift: u32,
+    len: usize,
 }
+
+const EMPTY_KEYED: KeyedSlot = KeyedSlot {
+    key: 0,
+    value: NO_USER,
+};
 
 impl KeyedSlots {
     pub fn heap_bytes(&self) -> usize {
@@ -414,6 +464,128 @@ impl KeyedSlots {
         KeyedSlots {
             slots,
             shift: h.shift,
+            len: h.len,
+        }
+    }
+
+    /// A table of integer keys `keys(i) -> i` for rows 0..n (`None`: no
+    /// key), sized and probed as [`HashIndex::with_capacity`] and
+    /// [`IdIndex::insert_many`] would (the same slots): filled region by
+    /// region in parallel, without reading a key twice. Also returns the
+    /// (row, first row) of repeated keys, in row order.
+    pub fn fill(n: usize, keys: impl Fn(usize) -> Option<i64> + Sync) -> (Self, Vec<(u32, u32)>) {
+        let mut cap = n;
+        loop {
+            let bits = table_bits(cap);
+            let (len, shift) = (1usize << bits, 64 - bits);
+            // Each region is cleared by the thread that fills it, in cache
+            // (one pass over the table, not two).
+            let mut slots: Vec<MaybeUninit<KeyedSlot>> = crate::alloc::huge_tables(|| {
+                let mut v = Vec::with_capacity(len);
+                // SAFETY: MaybeUninit needs no initialisation.
+                unsafe { v.set_len(len) };
+                v
+            });
+            let rlen = region_len(len);
+            let rmask = rlen - 1;
+            let filled = fill_by_region(
+                &mut slots,
+                shift,
+                n,
+                |i| keys(i).map(|k| mix64(k as u64)),
+                |i| (keys(i).unwrap_or(0), i as u32),
+                |region, rows, dups| {
+                    region.fill(MaybeUninit::new(EMPTY_KEYED));
+                    // SAFETY: every slot of the region was just written.
+                    let region = unsafe {
+                        &mut *(region as *mut [MaybeUninit<KeyedSlot>] as *mut [KeyedSlot])
+                    };
+                    for &(k, row) in rows {
+                        let mut i = ((mix64(k as u64) >> shift) as usize) & rmask;
+                        loop {
+                            let s = region[i];
+                            if s.value == NO_USER {
+                                region[i] = KeyedSlot { key: k, value: row };
+                                break;
+                            }
+                            if s.key == k {
+                                dups.push((row, s.value));
+                                break;
+                            }
+                            i = (i + 1) & rmask;
+                        }
+                    }
+                },
+            );
+            if let Some((rows, dups)) = filled {
+                // SAFETY: every region (so every slot) was initialised, and
+                // MaybeUninit<T> has T's layout.
+                let slots = unsafe {
+                    let mut v = std::mem::ManuallyDrop::new(slots);
+                    Vec::from_raw_parts(v.as_mut_ptr().cast::<KeyedSlot>(), v.len(), v.capacity())
+                };
+                let t = KeyedSlots {
+                    slots,
+                    shift,
+                    len: rows - dups.len(),
+                };
+                return (t, dups);
+            }
+            // A region overflowed (a pathological hash spread): double and retry.
+            cap = 2 * len;
+        }
+    }
+
+    /// Makes room for `additional` more entries (as [`HashIndex::reserve`]).
+    pub fn reserve(&mut self, additional: usize) {
+        let need = self.len + additional;
+        if need.saturating_mul(4) / 3 < self.slots.len() {
+            return;
+        }
+        let bits = table_bits(need.max(self.len * 2));
+        let old = std::mem::replace(
+            self,
+            KeyedSlots {
+                slots: crate::alloc::huge_tables(|| vec![EMPTY_KEYED; 1 << bits]),
+                shift: 64 - bits,
+                len: 0,
+            },
+        );
+        for s in old.slots.iter().filter(|s| s.value != NO_USER) {
+            self.insert(s.key, s.value);
+        }
+    }
+
+    /// Inserts `key -> value` unless `key` is present; returns the present
+    /// value. The caller reserves room first.
+    pub fn insert(&mut self, key: i64, value: u32) -> Option<u32> {
+        let mut i = (mix64(key as u64) >> self.shift) as usize;
+        loop {
+            let s = self.slots[i];
+            if s.value == NO_USER {
+                self.slots[i] = KeyedSlot { key, value };
+                self.len += 1;
+                return None;
+            }
+            if s.key == key {
+                return Some(s.value);
+            }
+            i = next_slot(i, self.slots.len());
+        }
+    }
+
+    /// Rewrites every stored value v as `pos[v]` (after users are renumbered).
+    pub fn remap(&mut self, pos: &[u32]) {
+        remap_slots_by(&mut self.slots, pos, |s| s.value, |s, v| s.value = v);
+    }
+
+    /// The same table without its keys: a [`HashIndex`] read through the
+    /// ids column.
+    pub fn unkeyed(&self) -> HashIndex {
+        HashIndex {
+            slots: crate::alloc::huge_tables(|| self.slots.par_iter().map(|s| s.value).collect()),
+            shift: self.shift,
+            len: self.len,
         }
     }
 
@@ -596,6 +768,12 @@ impl StrSlots {
     }
 }
 
+/// log2 of the slots of a table for `n` entries at load <= 0.75.
+fn table_bits(n: usize) -> u32 {
+    let want = (n.saturating_mul(4) / 3).max(16);
+    usize::BITS - (want - 1).leading_zeros()
+}
+
 /// Open-addressing table of `u32` values keyed through a closure
 /// (linear probing within fixed regions; load <= 0.75).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -608,8 +786,7 @@ pub struct HashIndex {
 impl HashIndex {
     /// A table sized for `n` entries at load <= 0.6.
     pub fn with_capacity(n: usize) -> Self {
-        let want = (n.saturating_mul(4) / 3).max(16);
-        let bits = usize::BITS - (want - 1).leading_zeros();
+        let bits = table_bits(n);
         HashIndex {
             // Probed at random by every lookup.
             slots: crate::alloc::huge_tables(|| vec![NO_USER; 1usize << bits]),
@@ -744,10 +921,7 @@ impl HashIndex {
         }
     }
 
-    /// Fills an empty table with `keys(i) -> i`: rows are bucketed by region
-    /// in row order (a stable counting sort), then regions are filled in
-    /// parallel, each in cache. Within a region inserts follow row order, so
-    /// the first row of a repeated id wins, as in a sequential build.
+    /// Fills an empty table with `keys(i) -> i` (see [`fill_by_region`]).
     /// Returns the (row, first row) of repeated ids in row order, or `None`
     /// when a region would pass 7/8 full.
     fn fill_regions<'k, 'q>(
@@ -756,12 +930,7 @@ impl HashIndex {
         keys: &(impl Fn(usize) -> Option<IdRef<'q>> + Sync),
         key_of: impl Fn(u32) -> IdRef<'k> + Copy + Sync,
     ) -> Option<Vec<(u32, u32)>> {
-        let rlen = region_len(self.slots.len());
-        let regions = self.slots.len() / rlen;
         let shift = self.shift;
-        // Region = top bits of the hash (a shift: no division per row).
-        let rshift = shift + rlen.trailing_zeros();
-        let region_of = |h: u64| h.checked_shr(rshift).unwrap_or(0) as usize;
         // Hashes are computed once, in parallel, reading keys in row order;
         // rows then move with their hash, so filling reads no key unless two
         // full hashes match (a repeated id, or a 1-in-2^64 collision).
@@ -770,25 +939,17 @@ impl HashIndex {
             .into_par_iter()
             .map(|i| keys(i).map_or(NONE, |k| k.hash().min(NONE - 1)))
             .collect();
-        let (counts, bucket) = crate::par::scatter_by_key(
+        let rlen = region_len(self.slots.len());
+        let (rows, dups) = fill_by_region(
+            &mut self.slots,
+            shift,
             n,
-            regions,
-            |i| (hashes[i] != NONE).then(|| region_of(hashes[i])),
+            |i| (hashes[i] != NONE).then_some(hashes[i]),
             |i| (hashes[i], i as u32),
-        );
-        drop(hashes);
-        if counts.windows(2).any(|w| w[1] - w[0] > rlen / 8 * 7) {
-            return None;
-        }
-        let dups: Vec<Vec<(u32, u32)>> = self
-            .slots
-            .par_chunks_mut(rlen)
-            .enumerate()
-            .map(|(r, region)| {
-                let mut dups = Vec::new();
+            |region, rows, dups| {
                 let rmask = rlen - 1;
                 let mut slot_hash = vec![0u64; rlen];
-                for &(h, row) in &bucket[counts[r]..counts[r + 1]] {
+                for &(h, row) in rows {
                     let mut i = ((h >> shift) as usize) & rmask;
                     loop {
                         let s = region[i];
@@ -806,12 +967,9 @@ impl HashIndex {
                         i = (i + 1) & rmask;
                     }
                 }
-                dups
-            })
-            .collect();
-        let mut dups: Vec<(u32, u32)> = dups.into_iter().flatten().collect();
-        dups.sort_unstable();
-        self.len = counts[regions] - dups.len();
+            },
+        )?;
+        self.len = rows - dups.len();
         Some(dups)
     }
 
@@ -839,6 +997,16 @@ impl HashIndex {
 /// `v = pos[v]` for every filled slot, in parallel blocks, with the `pos`
 /// entry of a slot further on fetched ahead (the reads are random).
 fn remap_slots(slots: &mut [u32], pos: &[u32]) {
+    remap_slots_by(slots, pos, |&v| v, |s, v| *s = v);
+}
+
+/// `remap_slots` for slots whose value `get` reads and `set` writes.
+fn remap_slots_by<S: Send>(
+    slots: &mut [S],
+    pos: &[u32],
+    get: impl Fn(&S) -> u32 + Sync,
+    set: impl Fn(&mut S, u32) + Sync,
+) {
     const AHEAD: usize = 32;
     if pos.is_empty() {
         return;
@@ -848,12 +1016,12 @@ fn remap_slots(slots: &mut [u32], pos: &[u32]) {
     let at = |v: u32| if v == NO_USER { 0 } else { v as usize };
     slots.par_chunks_mut(1 << 14).for_each(|s| {
         for j in 0..s.len() {
-            if let Some(&a) = s.get(j + AHEAD) {
-                prefetch(&pos[at(a)]);
+            if let Some(a) = s.get(j + AHEAD) {
+                prefetch(&pos[at(get(a))]);
             }
-            let v = s[j];
+            let v = get(&s[j]);
             let p = pos[at(v)];
-            s[j] = if v == NO_USER { NO_USER } else { p };
+            set(&mut s[j], if v == NO_USER { NO_USER } else { p });
         }
     });
 }
@@ -872,18 +1040,20 @@ pub enum IdIndex {
 impl IdIndex {
     /// Picks a direct table when integer ids span at most 2n (+ slack), else a hash table.
     pub fn for_ids(kind: IdKind, n: usize, range: Option<(i64, i64)>) -> Self {
-        if kind == IdKind::Int {
-            if let Some((lo, hi)) = range {
-                let span = (hi as i128 - lo as i128 + 1) as u128;
-                if span <= (2 * n as u128 + 1024) {
-                    return IdIndex::Dense {
-                        min: lo,
-                        table: crate::alloc::huge_tables(|| vec![NO_USER; span as usize]),
-                    };
-                }
-            }
+        match Self::dense_span(kind, n, range) {
+            Some(span) => IdIndex::Dense {
+                min: range.map_or(0, |r| r.0),
+                table: crate::alloc::huge_tables(|| vec![NO_USER; span]),
+            },
+            None => IdIndex::Hash(HashIndex::with_capacity(n)),
         }
-        IdIndex::Hash(HashIndex::with_capacity(n))
+    }
+
+    /// The direct table's length `for_ids` would pick (`None`: hashed).
+    pub fn dense_span(kind: IdKind, n: usize, range: Option<(i64, i64)>) -> Option<usize> {
+        let (lo, hi) = range.filter(|_| kind == IdKind::Int)?;
+        let span = (hi as i128 - lo as i128 + 1) as u128;
+        (span <= (2 * n as u128 + 1024)).then_some(span as usize)
     }
 
     pub fn len(&self) -> usize {
@@ -1163,6 +1333,49 @@ mod tests {
         assert_eq!(ix.insert(IdRef::Int(7), 9, key_of), Some(1));
         assert_eq!(ix.get(IdRef::Int(-5), key_of), Some(3));
         assert_eq!(ix.get(IdRef::Int(8), key_of), None);
+    }
+
+    #[test]
+    fn keyed_fill_is_the_keyed_copy_of_a_filled_index() {
+        // Several regions, repeated keys, rows without a key; then inserts
+        // past the load limit (the table grows).
+        for n in [0usize, 1, 100, 200_000] {
+            let key = |i: usize| {
+                (i % 11 != 4).then(|| ((i % 50_000) as i64).wrapping_mul(0x9E37_79B9) - 7)
+            };
+            let mut ix = IdIndex::Hash(HashIndex::with_capacity(n));
+            let ids: Vec<i64> = (0..n).map(|i| key(i).unwrap_or(0)).collect();
+            let vals = ints(&ids);
+            let want_dups = ix.insert_many(n, |i| key(i).map(IdRef::Int), |v| vals.get(v));
+            let (mut keyed, dups) = KeyedSlots::fill(n, key);
+            assert_eq!(dups, want_dups, "n={n}");
+            assert_eq!(Some(&keyed), ix.keyed(&ids).as_ref(), "n={n}");
+            let IdIndex::Hash(h) = &ix else {
+                unreachable!()
+            };
+            assert_eq!(&keyed.unkeyed(), h);
+            let extra = n + 40;
+            keyed.reserve(extra);
+            for j in 0..extra {
+                assert_eq!(
+                    keyed.insert(-(j as i64) - 1_000_000_000, (n + j) as u32),
+                    None
+                );
+            }
+            assert_eq!(keyed.insert(-1_000_000_000, 0), Some(n as u32));
+            let probe: Vec<i64> = (0..extra).map(|j| -(j as i64) - 1_000_000_000).collect();
+            let mut out = vec![0u32; extra];
+            keyed.get_many(&probe, &mut out);
+            assert!(out.iter().enumerate().all(|(j, &v)| v == (n + j) as u32));
+            // The first keys survive the growth.
+            let mut out = vec![0u32; n];
+            keyed.get_many(&ids, &mut out);
+            for (i, &got) in out.iter().enumerate() {
+                if let Some(k) = key(i) {
+                    assert_eq!(Some(got), ix.get(IdRef::Int(k), |v| vals.get(v)), "row {i}");
+                }
+            }
+        }
     }
 
     #[test]
