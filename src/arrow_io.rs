@@ -118,10 +118,14 @@ pub fn is_string(dt: &DataType) -> bool {
     )
 }
 
-fn validity(arr: &dyn Array) -> Option<Vec<bool>> {
-    arr.logical_nulls()
-        .filter(|n| n.null_count() > 0)
-        .map(|n| n.iter().collect())
+/// One bool per row (`None`: no nulls), unpacked in parallel on the
+/// process's pool (the GIL may be held here).
+pub(crate) fn validity(arr: &dyn Array) -> Option<Vec<bool>> {
+    let nulls = arr.logical_nulls().filter(|n| n.null_count() > 0)?;
+    let bits = nulls.inner();
+    Some(core::pool::run(|| {
+        par::unpack_bits(bits.values(), bits.offset(), bits.len())
+    }))
 }
 
 /// An id column, normalised to int64 or large-utf8.

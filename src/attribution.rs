@@ -18,7 +18,8 @@ use referralgraph_core::attribution::{self as attr, Money, Policy, Qualify, Sess
 use referralgraph_core::{Error, Forest, IdRef, OnInvalid, UserIx};
 
 use crate::arrow_io::{
-    gather_ids, gather_slice, int64_values, is_string, to_pyarrow, IdColumn, InputTable, Timestamps,
+    gather_ids, gather_slice, int64_values, is_string, to_pyarrow, validity, IdColumn, InputTable,
+    Timestamps,
 };
 use crate::errors::{invalid_err, schema_err, PyCoreErr};
 use crate::gil::{detached, enter_core, enter_watched, guard};
@@ -188,12 +189,6 @@ pub(crate) struct EventColumns {
     ts: Option<Timestamps>,
     event_id: Option<ArrayRef>,
     event_id_valid: Option<Vec<bool>>,
-}
-
-fn validity(a: &dyn Array) -> Option<Vec<bool>> {
-    a.logical_nulls()
-        .filter(|n| n.null_count() > 0)
-        .map(|n| n.iter().collect())
 }
 
 impl EventColumns {
