@@ -1,7 +1,8 @@
 //! Times the synthetic generator, the forest build and the tables built on
-//! a graph's first attribution (for profiling).
+//! a graph's first attribution (for profiling). RG_STR=1: string ids ("u"
+//! + the number); RG_REPS: builds (default 2).
 use referralgraph_core::synthetic::{program, Params};
-use referralgraph_core::{Forest, OnInvalid};
+use referralgraph_core::{Forest, IdRef, IdSlice, OnInvalid};
 use std::time::Instant;
 
 #[global_allocator]
@@ -15,6 +16,31 @@ fn main() {
     let t = Instant::now();
     let (r, e) = program(&Params::new(n, 0));
     eprintln!("generate: {:?}", t.elapsed());
+    let strings = std::env::var_os("RG_STR").is_some();
+    let as_str = |v: &[i64], valid: Option<&[bool]>| {
+        let mut offsets = vec![0i64];
+        let mut data = Vec::new();
+        for (i, x) in v.iter().enumerate() {
+            if valid.is_none_or(|m| m[i]) {
+                data.extend_from_slice(format!("u{x}").as_bytes());
+            }
+            offsets.push(data.len() as i64);
+        }
+        (offsets, data)
+    };
+    let (uo, ud) = as_str(&r.user_id, None);
+    let (ro, rd) = as_str(&r.referrer_id, Some(&r.referrer_valid));
+    let mut input = r.input();
+    if strings {
+        input.user = IdSlice::Str {
+            offsets: &uo,
+            data: &ud,
+        };
+        input.referrer = IdSlice::Str {
+            offsets: &ro,
+            data: &rd,
+        };
+    }
     // Twice: the first build pays the page faults of fresh memory.
     let reps: usize = std::env::var("RG_REPS")
         .ok()
@@ -22,7 +48,7 @@ fn main() {
         .unwrap_or(2);
     for _ in 0..reps {
         let t = Instant::now();
-        let f = Forest::build(&r.input(), OnInvalid::Raise).unwrap().forest;
+        let f = Forest::build(&input, OnInvalid::Raise).unwrap().forest;
         eprintln!("build: {:?} ({} users)", t.elapsed(), f.num_users());
         let t = Instant::now();
         f.ancestors();
@@ -31,7 +57,11 @@ fn main() {
         f.depth_u8();
         eprintln!("  depth u8: {:?}", t.elapsed());
         let t = Instant::now();
-        f.lookup_ints(&e.user_id[..1], |_| true);
+        if strings {
+            f.lookup_many(1, |_| Some(IdRef::Str(b"u1")));
+        } else {
+            f.lookup_ints(&e.user_id[..1], |_| true);
+        }
         eprintln!("  keyed index: {:?}", t.elapsed());
     }
 }

@@ -612,6 +612,7 @@ pub(crate) fn lookup_par<'q>(
                 |i| keys(r0 + i),
                 |v| f.ids.get(v),
                 |v| f.ids.as_slice().prefetch(v as usize),
+                f.ids.as_slice().bytes_prefetcher(),
                 o,
             );
         });
@@ -851,6 +852,7 @@ fn build(
                         |i| wanted(r0 + i),
                         |v| user.get(v as usize),
                         |v| user.prefetch(v as usize),
+                        user.bytes_prefetcher(),
                         out,
                     );
                 });
@@ -1087,7 +1089,11 @@ fn build(
         )),
         IdKind::Str => crate::ids::gather_strings(
             &order,
-            |_| {},
+            |r| {
+                if (r as usize) < n {
+                    user.prefetch(r as usize)
+                }
+            },
             |r| match key_of_row(r) {
                 IdRef::Str(s) => s,
                 IdRef::Int(_) => unreachable!("kinds checked"),

@@ -136,6 +136,21 @@ impl<'a> IdSlice<'a> {
         }
     }
 
+    /// Fetches the bytes of string id i (its offsets read, so fetch them
+    /// first: [`IdSlice::prefetch`]); `None` for integer ids, which have
+    /// no bytes elsewhere.
+    #[inline]
+    pub fn bytes_prefetcher(self) -> Option<impl Fn(u32) + 'a> {
+        match self {
+            IdSlice::Int(_) => None,
+            IdSlice::Str { offsets, data } => Some(move |i: u32| {
+                if let Some(b) = data.get(offsets[i as usize] as usize) {
+                    prefetch(b)
+                }
+            }),
+        }
+    }
+
     #[inline]
     pub fn get(&self, i: usize) -> IdRef<'a> {
         match *self {
@@ -666,11 +681,18 @@ impl StrSlots {
         {
             return None;
         }
-        let slots = crate::par::gather(
+        // Slots are in hash order, so each id's offsets and then its bytes
+        // are read at random: fetched two stages ahead.
+        let slots = crate::par::gather_two(
             &h.slots,
             |v| {
                 if v != NO_USER as usize {
                     prefetch(&offsets[v])
+                }
+            },
+            |v| {
+                if let Some(b) = offsets.get(v).and_then(|&a| data.get(a as usize)) {
+                    prefetch(b)
                 }
             },
             |v| {
@@ -857,7 +879,9 @@ impl HashIndex {
     /// fetched, then (AHEAD keys later) the key its slot points to, then
     /// (AHEAD more) the probe runs with both in cache. `home_of(i)`: key
     /// i's home slot (`None`: no key); `is_key(i, v)`: whether value v
-    /// holds key i; `prefetch_key(v)` fetches v's key.
+    /// holds key i; `prefetch_key(v)` fetches v's key. A key reached
+    /// through it (a string's bytes, after its offsets) is fetched by
+    /// `prefetch_bytes(v)` in a stage of its own, AHEAD keys later.
     #[inline]
     fn find_many(
         &self,
@@ -865,13 +889,19 @@ impl HashIndex {
         home_of: impl Fn(usize) -> Option<usize>,
         is_key: impl Fn(usize, u32) -> bool,
         prefetch_key: impl Fn(u32),
+        prefetch_bytes: Option<impl Fn(u32)>,
         out: &mut [u32],
     ) {
         const AHEAD: usize = 32;
         const RING: usize = 4 * AHEAD;
         const NONE: usize = usize::MAX;
+        let stages = if prefetch_bytes.is_some() { 3 } else { 2 };
         let mut home = [NONE; RING];
-        for i in 0..n + 2 * AHEAD {
+        let candidate = |home: &[usize; RING], j: usize| {
+            let s = home[j % RING];
+            (s != NONE && self.slots[s] != NO_USER).then(|| self.slots[s])
+        };
+        for i in 0..n + stages * AHEAD {
             if i < n {
                 let s = home_of(i).unwrap_or(NONE);
                 home[i % RING] = s;
@@ -880,12 +910,18 @@ impl HashIndex {
                 }
             }
             if let Some(j) = i.checked_sub(AHEAD).filter(|&j| j < n) {
-                let s = home[j % RING];
-                if s != NONE && self.slots[s] != NO_USER {
-                    prefetch_key(self.slots[s]);
+                if let Some(v) = candidate(&home, j) {
+                    prefetch_key(v);
                 }
             }
-            if let Some(j) = i.checked_sub(2 * AHEAD) {
+            if let Some(fetch) = &prefetch_bytes {
+                if let Some(j) = i.checked_sub(2 * AHEAD).filter(|&j| j < n) {
+                    if let Some(v) = candidate(&home, j) {
+                        fetch(v);
+                    }
+                }
+            }
+            if let Some(j) = i.checked_sub(stages * AHEAD) {
                 let mut s = home[j % RING];
                 out[j] = if s == NONE {
                     NO_USER
@@ -1120,6 +1156,7 @@ impl IdIndex {
         keys: impl Fn(usize) -> Option<IdRef<'q>>,
         key_of: impl Fn(u32) -> IdRef<'k>,
         prefetch_key: impl Fn(u32),
+        prefetch_bytes: Option<impl Fn(u32)>,
         out: &mut [u32],
     ) {
         match self {
@@ -1128,6 +1165,7 @@ impl IdIndex {
                 |i| keys(i).map(|k| h.home(k.hash())),
                 |j, v| keys(j) == Some(key_of(v)),
                 prefetch_key,
+                prefetch_bytes,
                 out,
             ),
             IdIndex::Dense { min, table } => {
@@ -1179,6 +1217,7 @@ impl IdIndex {
                 |i| Some(IdRef::Int(keys[i])),
                 |v| IdRef::Int(ids[v as usize]),
                 |_| {},
+                None::<fn(u32)>,
                 out,
             );
         };
@@ -1187,6 +1226,7 @@ impl IdIndex {
             |i| Some(h.home(mix64(keys[i] as u64))),
             |j, v| ids[v as usize] == keys[j],
             |v| prefetch(&ids[v as usize]),
+            None::<fn(u32)>,
             out,
         );
     }
@@ -1375,6 +1415,58 @@ mod tests {
                     assert_eq!(Some(got), ix.get(IdRef::Int(k), |v| vals.get(v)), "row {i}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn string_batch_lookups_match_single_lookups() {
+        // The three-stage pipeline (slot, offsets, bytes) against single
+        // lookups, through the index and its tagged copy, with an empty id,
+        // absent keys and fewer and more keys than it keeps in flight.
+        let mut ids = IdValues::new(IdKind::Str);
+        for u in 0..5000 {
+            let s = if u == 17 {
+                String::new()
+            } else {
+                format!("user-{u}")
+            };
+            ids.push(IdRef::Str(s.as_bytes()));
+        }
+        let mut ix = IdIndex::for_ids(IdKind::Str, 5000, None);
+        for v in 0..5000u32 {
+            assert_eq!(ix.insert(ids.get(v), v, |w| ids.get(w)), None);
+        }
+        let IdValues::Str { offsets, data } = &ids else {
+            unreachable!()
+        };
+        let tagged = ix.str_slots(offsets, data).expect("short ids");
+        for n in [0usize, 1, 50, 3000] {
+            let keys: Vec<Vec<u8>> = (0..n)
+                .map(|i| match i % 4 {
+                    0 => format!("nobody-{i}").into_bytes(),
+                    1 => Vec::new(),
+                    _ => format!("user-{}", (i * 37) % 5000).into_bytes(),
+                })
+                .collect();
+            let key = |i: usize| Some(IdRef::Str(&keys[i]));
+            let mut out = vec![0u32; n];
+            let slice = ids.as_slice();
+            ix.get_many(
+                n,
+                key,
+                |v| ids.get(v),
+                |v| slice.prefetch(v as usize),
+                slice.bytes_prefetcher(),
+                &mut out,
+            );
+            let mut via_tags = vec![0u32; n];
+            tagged.get_many(n, |i| Some(&keys[i][..]), data, &mut via_tags);
+            assert_eq!(via_tags, out);
+            for (i, &got) in out.iter().enumerate() {
+                let want = ix.get(IdRef::Str(&keys[i]), |w| ids.get(w));
+                assert_eq!(got, want.unwrap_or(NO_USER), "key {i}");
+            }
+            assert!(n < 2 || out[1] == 17, "the empty id");
         }
     }
 

@@ -55,6 +55,30 @@ pub fn gather_into<T: Send>(
     f: impl Fn(usize) -> T + Sync,
     out: &mut Vec<T>,
 ) {
+    gather_in_two(idx, |_| {}, touch, f, out);
+}
+
+/// [`gather`] for reads reached through an earlier read (a string's bytes
+/// through its offsets): `far(idx[i + 2 * AHEAD])` fetches the first,
+/// `near(idx[i + AHEAD])` (with it in cache) the second.
+pub fn gather_two<T: Send>(
+    idx: &[u32],
+    far: impl Fn(usize) + Sync,
+    near: impl Fn(usize) + Sync,
+    f: impl Fn(usize) -> T + Sync,
+) -> Vec<T> {
+    let mut out: Vec<T> = Vec::with_capacity(idx.len());
+    gather_in_two(idx, far, near, f, &mut out);
+    out
+}
+
+fn gather_in_two<T: Send>(
+    idx: &[u32],
+    far: impl Fn(usize) + Sync,
+    near: impl Fn(usize) + Sync,
+    f: impl Fn(usize) -> T + Sync,
+    out: &mut Vec<T>,
+) {
     out.clear();
     out.reserve(idx.len());
     out.spare_capacity_mut()[..idx.len()]
@@ -62,8 +86,11 @@ pub fn gather_into<T: Send>(
         .zip(idx.par_chunks(BLOCK))
         .for_each(|(o, ix)| {
             for (j, slot) in o.iter_mut().enumerate() {
+                if let Some(&a) = ix.get(j + 2 * AHEAD) {
+                    far(a as usize);
+                }
                 if let Some(&a) = ix.get(j + AHEAD) {
-                    touch(a as usize);
+                    near(a as usize);
                 }
                 slot.write(f(ix[j] as usize));
             }
