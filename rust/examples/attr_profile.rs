@@ -1,6 +1,6 @@
 //! Times the attribution pass on a synthetic program (for profiling).
 use referralgraph_core::attribution::{attribute, EventInput, Policy, Qualify};
-use referralgraph_core::synthetic::{program, Params};
+use referralgraph_core::synthetic::{as_strings, program, Params};
 use referralgraph_core::{Forest, IdSlice, OnInvalid};
 use std::time::Instant;
 
@@ -20,31 +20,13 @@ fn main() {
     let (r, e) = program(&params);
     // RG_STR=1: the same program with string ids ("u" + the number).
     let strings = std::env::var_os("RG_STR").is_some();
-    let as_str = |v: &[i64], valid: Option<&[bool]>| {
-        let mut offsets = vec![0i64];
-        let mut data = Vec::new();
-        for (i, x) in v.iter().enumerate() {
-            if valid.is_none_or(|m| m[i]) {
-                data.extend_from_slice(format!("u{x}").as_bytes());
-            }
-            offsets.push(data.len() as i64);
-        }
-        (offsets, data)
+    let sids = r.string_ids();
+    let (eo, ed) = as_strings(&e.user_id, None);
+    let input = if strings {
+        r.input_str(&sids)
+    } else {
+        r.input()
     };
-    let (uo, ud) = as_str(&r.user_id, None);
-    let (ro, rd) = as_str(&r.referrer_id, Some(&r.referrer_valid));
-    let (eo, ed) = as_str(&e.user_id, None);
-    let mut input = r.input();
-    if strings {
-        input.user = IdSlice::Str {
-            offsets: &uo,
-            data: &ud,
-        };
-        input.referrer = IdSlice::Str {
-            offsets: &ro,
-            data: &rd,
-        };
-    }
     let f = Forest::build(&input, OnInvalid::Raise).unwrap().forest;
     // RG_RELEASE=1: the calls start with no kept blocks (as after
     // `release_memory()`), not with those the generation and build freed.

@@ -2,7 +2,7 @@
 //! a graph's first attribution (for profiling). RG_STR=1: string ids ("u"
 //! + the number); RG_REPS: builds (default 2).
 use referralgraph_core::synthetic::{program, Params};
-use referralgraph_core::{Forest, IdRef, IdSlice, OnInvalid};
+use referralgraph_core::{Forest, IdRef, OnInvalid};
 use std::time::Instant;
 
 #[global_allocator]
@@ -17,30 +17,12 @@ fn main() {
     let (r, e) = program(&Params::new(n, 0));
     eprintln!("generate: {:?}", t.elapsed());
     let strings = std::env::var_os("RG_STR").is_some();
-    let as_str = |v: &[i64], valid: Option<&[bool]>| {
-        let mut offsets = vec![0i64];
-        let mut data = Vec::new();
-        for (i, x) in v.iter().enumerate() {
-            if valid.is_none_or(|m| m[i]) {
-                data.extend_from_slice(format!("u{x}").as_bytes());
-            }
-            offsets.push(data.len() as i64);
-        }
-        (offsets, data)
+    let sids = r.string_ids();
+    let input = if strings {
+        r.input_str(&sids)
+    } else {
+        r.input()
     };
-    let (uo, ud) = as_str(&r.user_id, None);
-    let (ro, rd) = as_str(&r.referrer_id, Some(&r.referrer_valid));
-    let mut input = r.input();
-    if strings {
-        input.user = IdSlice::Str {
-            offsets: &uo,
-            data: &ud,
-        };
-        input.referrer = IdSlice::Str {
-            offsets: &ro,
-            data: &rd,
-        };
-    }
     // Twice: the first build pays the page faults of fresh memory.
     let reps: usize = std::env::var("RG_REPS")
         .ok()

@@ -94,12 +94,53 @@ impl Referrals {
             referrer_col: "referrer_id",
         }
     }
+
+    /// The user and referrer ids as strings (see [`as_strings`]).
+    pub fn string_ids(&self) -> StringIds {
+        StringIds {
+            user: as_strings(&self.user_id, None),
+            referrer: as_strings(&self.referrer_id, Some(&self.referrer_valid)),
+        }
+    }
+
+    /// [`Referrals::input`] with the ids of `ids` ([`Referrals::string_ids`]).
+    pub fn input_str<'a>(&'a self, ids: &'a StringIds) -> crate::forest::ReferralInput<'a> {
+        let str_slice =
+            |(offsets, data): &'a (Vec<i64>, Vec<u8>)| crate::ids::IdSlice::Str { offsets, data };
+        crate::forest::ReferralInput {
+            user: str_slice(&ids.user),
+            referrer: str_slice(&ids.referrer),
+            ..self.input()
+        }
+    }
+}
+
+/// String ids of a program's referrals: (offsets, bytes) per column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StringIds {
+    pub user: (Vec<i64>, Vec<u8>),
+    pub referrer: (Vec<i64>, Vec<u8>),
 }
 
 /// External id of the i-th user: an odd multiplier is a bijection on 40-bit
 /// integers, so ids are unique, sparse (hash-indexed) and look like real ones.
 pub fn user_id(i: usize) -> i64 {
     (((i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)) & ((1u64 << 40) - 1)) as i64
+}
+
+/// Integer ids as string ids, "u" + the number (the benches' string-id
+/// program): (offsets, bytes); a row that is not `valid` is empty.
+pub fn as_strings(ids: &[i64], valid: Option<&[bool]>) -> (Vec<i64>, Vec<u8>) {
+    let mut offsets = Vec::with_capacity(ids.len() + 1);
+    offsets.push(0);
+    let mut data = Vec::new();
+    for (i, x) in ids.iter().enumerate() {
+        if valid.is_none_or(|m| m[i]) {
+            data.extend_from_slice(format!("u{x}").as_bytes());
+        }
+        offsets.push(data.len() as i64);
+    }
+    (offsets, data)
 }
 
 /// Generates a program: (referrals, events).
