@@ -967,6 +967,7 @@ fn build(
         }))
         .collect();
     let (mut order, mut up) = crate::bfs::layers(roots, &offsets, &kids);
+    let layered = order.len();
     // After a cycle is broken: its members and everything below them, from
     // the dropped referral's user (a child whose referral was dropped is
     // skipped).
@@ -1060,19 +1061,11 @@ fn build(
             _ => (base_n as u32) + p,
         })
         .collect();
-    // A referrer precedes its referrals in `order`: one forward sweep, whose
-    // referrer reads stream (their positions never decrease within a layer).
     let base_depth = |ix: UserIx| base.map_or(0, |b| b.depth[ix as usize] + 1);
-    let mut depth_new = vec![0u32; order.len()];
-    for i in 0..order.len() {
-        depth_new[i] = match up[i] {
-            NO_USER => match links.get(order[i] as usize) {
-                Some(Link::Base(ix)) => base_depth(*ix),
-                _ => 0,
-            },
-            p => depth_new[p as usize] + 1,
-        };
-    }
+    let depth_new = depths(&up, layered, |i| match links.get(order[i] as usize) {
+        Some(Link::Base(ix)) => base_depth(*ix),
+        _ => 0,
+    });
     // Kept with the graph and read at random (string lookups probe it).
     let new_ids = crate::alloc::huge_tables(|| match user.kind() {
         IdKind::Int => IdValues::Int(crate::par::gather(
@@ -1129,8 +1122,7 @@ fn build(
                 // Kept as the graph's keyed copy (what its first lookup of
                 // integer ids would build).
                 RowIndex::Keyed(mut k) => {
-                    k.remap(&pos);
-                    let index = IdIndex::Hash(k.unkeyed());
+                    let index = IdIndex::Hash(k.remap_unkeyed(&pos));
                     keyed = Some(k);
                     index
                 }
@@ -1194,6 +1186,54 @@ fn build(
         forest,
         issues: problems.issues,
     })
+}
+
+/// Depth of each position of a breadth-first numbering from its
+/// referrer's position `up` (`NO_USER`: a root, of depth `root_depth(i)`).
+/// Up to `layered` (roots first, then referrer positions that never
+/// decrease) it goes wave by wave: the positions whose referrers all lie
+/// before the wave are filled in parallel, their referrers read as a
+/// stream. Later positions (cycles' subtrees) go one by one.
+fn depths(up: &[u32], layered: usize, root_depth: impl Fn(usize) -> u32 + Sync) -> Vec<u32> {
+    const BLOCK: usize = 1 << 12;
+    let mut depth = vec![0u32; up.len()];
+    let roots = up[..layered].partition_point(|&p| p == NO_USER);
+    depth[..roots]
+        .par_chunks_mut(BLOCK)
+        .enumerate()
+        .for_each(|(c, d)| {
+            d.iter_mut()
+                .enumerate()
+                .for_each(|(j, x)| *x = root_depth(c * BLOCK + j))
+        });
+    let mut a = roots;
+    while a < layered {
+        // A referrer precedes its referral, so the wave is never empty.
+        let b = a + up[a..layered].partition_point(|&p| (p as usize) < a);
+        let (done, wave) = depth.split_at_mut(a);
+        let fill = |c: usize, d: &mut [u32]| {
+            let at = a + c * BLOCK;
+            for (x, &p) in d.iter_mut().zip(&up[at..]) {
+                *x = done[p as usize] + 1;
+            }
+        };
+        let wave = &mut wave[..b - a];
+        if wave.len() > BLOCK {
+            wave.par_chunks_mut(BLOCK)
+                .enumerate()
+                .for_each(|(c, d)| fill(c, d));
+        } else {
+            fill(0, wave);
+        }
+        a = b;
+    }
+    for i in layered..up.len() {
+        depth[i] = match up[i] {
+            NO_USER => root_depth(i),
+            p => depth[p as usize] + 1,
+        };
+    }
+    depth
 }
 
 /// Appends the channel code of each row of `order` (rows >= n are
@@ -1734,6 +1774,12 @@ mod tests {
                 "id {k}"
             );
         }
+        // No rows: no range, so the keyed path, with nothing to renumber.
+        let empty = Forest::build(&input(&[], &[], &[]), OnInvalid::Raise)
+            .unwrap()
+            .forest;
+        assert_eq!(empty.num_users(), 0);
+        assert_eq!(empty.lookup_ints(&absent, |_| true), vec![NO_USER; 4]);
     }
 
     #[test]
@@ -1782,6 +1828,29 @@ mod tests {
         let both = int_range(&[col, (IdSlice::Int(&wide), None)]);
         assert_eq!(both, Some((-5, 200_000)));
         assert_eq!(int_range(&[]), None);
+    }
+
+    #[test]
+    fn depths_by_wave_match_a_sweep() {
+        // Roots, a wide layer (parallel blocks), a chain of one-user
+        // layers, then a cycle's subtree placed after the layers.
+        let mut up: Vec<u32> = vec![NO_USER; 3];
+        up.extend((0..10_000u32).map(|i| i / 3_334));
+        for _ in 0..50 {
+            up.push(up.len() as u32 - 1);
+        }
+        let layered = up.len();
+        up.extend([NO_USER, layered as u32, layered as u32 + 1, 5]);
+        let root_depth = |i: usize| i as u32 % 4;
+        let mut want = vec![0u32; up.len()];
+        for i in 0..up.len() {
+            want[i] = match up[i] {
+                NO_USER => root_depth(i),
+                p => want[p as usize] + 1,
+            };
+        }
+        assert_eq!(depths(&up, layered, root_depth), want);
+        assert_eq!(depths(&[], 0, root_depth), Vec::<u32>::new());
     }
 
     #[test]

@@ -589,16 +589,27 @@ impl KeyedSlots {
         }
     }
 
-    /// Rewrites every stored value v as `pos[v]` (after users are renumbered).
-    pub fn remap(&mut self, pos: &[u32]) {
-        remap_slots_by(&mut self.slots, pos, |s| s.value, |s, v| s.value = v);
-    }
-
-    /// The same table without its keys: a [`HashIndex`] read through the
-    /// ids column.
-    pub fn unkeyed(&self) -> HashIndex {
+    /// Rewrites every stored value v as `pos[v]` (after users are
+    /// renumbered) and returns the table without its keys (a [`HashIndex`]
+    /// read through the ids column: same slots), in the same pass.
+    pub fn remap_unkeyed(&mut self, pos: &[u32]) -> HashIndex {
+        let len = self.slots.len();
+        let mut values: Vec<u32> = crate::alloc::huge_tables(|| Vec::with_capacity(len));
+        let out = crate::attribution::ranges::SharedMut(values.as_mut_ptr());
+        remap_slots_by(
+            &mut self.slots,
+            pos,
+            |s| s.value,
+            |i, s, v| {
+                s.value = v;
+                // SAFETY: slot i of `len`, written once (by the task owning it).
+                unsafe { out.ptr().add(i).write(v) };
+            },
+        );
+        // SAFETY: every slot was written above.
+        unsafe { values.set_len(len) };
         HashIndex {
-            slots: crate::alloc::huge_tables(|| self.slots.par_iter().map(|s| s.value).collect()),
+            slots: values,
             shift: self.shift,
             len: self.len,
         }
@@ -1033,31 +1044,42 @@ impl HashIndex {
 /// `v = pos[v]` for every filled slot, in parallel blocks, with the `pos`
 /// entry of a slot further on fetched ahead (the reads are random).
 fn remap_slots(slots: &mut [u32], pos: &[u32]) {
-    remap_slots_by(slots, pos, |&v| v, |s, v| *s = v);
+    remap_slots_by(slots, pos, |&v| v, |_, s, v| *s = v);
 }
 
-/// `remap_slots` for slots whose value `get` reads and `set` writes.
+/// `remap_slots` for slots whose value `get` reads and `set(i, slot, v)`
+/// writes (i: the slot's index).
 fn remap_slots_by<S: Send>(
     slots: &mut [S],
     pos: &[u32],
     get: impl Fn(&S) -> u32 + Sync,
-    set: impl Fn(&mut S, u32) + Sync,
+    set: impl Fn(usize, &mut S, u32) + Sync,
 ) {
+    const CHUNK: usize = 1 << 14;
     const AHEAD: usize = 32;
     if pos.is_empty() {
+        // No users, so every slot is empty: each keeps its value.
+        for (i, s) in slots.iter_mut().enumerate() {
+            let v = get(s);
+            set(i, s, v);
+        }
         return;
     }
     // Branch-free (half the slots are empty, at random): an empty slot
     // reads pos[0], which stays cached, and keeps NO_USER.
     let at = |v: u32| if v == NO_USER { 0 } else { v as usize };
-    slots.par_chunks_mut(1 << 14).for_each(|s| {
+    slots.par_chunks_mut(CHUNK).enumerate().for_each(|(c, s)| {
         for j in 0..s.len() {
             if let Some(a) = s.get(j + AHEAD) {
                 prefetch(&pos[at(get(a))]);
             }
             let v = get(&s[j]);
             let p = pos[at(v)];
-            set(&mut s[j], if v == NO_USER { NO_USER } else { p });
+            set(
+                c * CHUNK + j,
+                &mut s[j],
+                if v == NO_USER { NO_USER } else { p },
+            );
         }
     });
 }
@@ -1393,7 +1415,9 @@ mod tests {
             let IdIndex::Hash(h) = &ix else {
                 unreachable!()
             };
-            assert_eq!(&keyed.unkeyed(), h);
+            let same: Vec<u32> = (0..n as u32).collect();
+            assert_eq!(&keyed.remap_unkeyed(&same), h);
+            assert_eq!(Some(&keyed), ix.keyed(&ids).as_ref(), "values kept");
             let extra = n + 40;
             keyed.reserve(extra);
             for j in 0..extra {
